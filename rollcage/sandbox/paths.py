@@ -1,0 +1,44 @@
+"""Where rollcage keeps per-sandbox state on the host.
+
+Runtime state (control fifos, uid leases, metadata for ``rollcage gc``) lives on tmpfs
+under ``/run`` so a reboot clears it together with the cgroups it describes; workspaces
+live on disk under the state directory. Both can be moved with environment variables,
+which tests use to keep their state apart.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def runtime_dir() -> Path:
+    return Path(os.environ.get("ROLLCAGE_RUNTIME_DIR", "/run/rollcage"))
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("ROLLCAGE_STATE_DIR", "/var/lib/rollcage"))
+
+
+def sandboxes_dir() -> Path:
+    return runtime_dir() / "sandboxes"
+
+
+def sandbox_runtime_dir(sandbox_id: str) -> Path:
+    return sandboxes_dir() / sandbox_id
+
+
+def uid_leases_dir() -> Path:
+    return runtime_dir() / "uids"
+
+
+def workspaces_dir() -> Path:
+    return state_dir() / "workspaces"
+
+
+def default_event_db() -> Path:
+    return state_dir() / "events.db"
+
+
+# The name under which every rollcage cgroup lives, in each hierarchy.
+CGROUP_PARENT = os.environ.get("ROLLCAGE_CGROUP_PARENT", "rollcage")

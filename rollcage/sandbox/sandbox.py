@@ -1,0 +1,351 @@
+"""The :class:`Sandbox`: one isolated, stateful environment for an agent.
+
+A sandbox is a bubblewrap process tree (user, pid, mount, ipc, uts, cgroup and network
+namespaces; no capabilities; no_new_privs; its own unprivileged host uid) inside its own
+cgroup. Inside, a tiny POSIX-sh agent starts named bash sessions on request; the host
+talks to each session over fifos. Files are read and written from the host through the
+sandbox's root with the sandbox's own rights.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import secrets
+import shutil
+import signal
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import Any
+
+from rollcage.config import SandboxConfig
+from rollcage.errors import HostError, SandboxClosedError, SessionError
+from rollcage.events import Attribution, Event, EventSink
+from rollcage.events.defaults import default_sink
+from rollcage.sandbox import spawn
+from rollcage.sandbox.cgroups import Cgroup, Limits
+from rollcage.sandbox.fileops import SandboxFiles
+from rollcage.sandbox.host import require_root
+from rollcage.sandbox.layout import bwrap_args
+from rollcage.sandbox.paths import sandbox_runtime_dir, workspaces_dir
+from rollcage.sandbox.procs import descendants_or_orphans, ns_pid
+from rollcage.sandbox.result import CommandResult
+from rollcage.sandbox.session import OutputCallback, Session, check_session_name
+from rollcage.sandbox.uids import lease_uid, release_uid
+
+DEFAULT_SESSION = "default"
+_START_TIMEOUT_S = 10.0
+_open_sandboxes: weakref.WeakSet[Sandbox] = weakref.WeakSet()
+
+
+class Sandbox:
+    """An isolated sandbox. Use as a context manager, or call :meth:`close`.
+
+    ``run_id``/``episode_id``/``step`` attribute every event this sandbox emits; ``step``
+    can be changed per command (``run(..., step=3)``) or with :meth:`set_step`.
+    """
+
+    def __init__(
+        self,
+        config: SandboxConfig | None = None,
+        *,
+        run_id: str | None = None,
+        episode_id: str | None = None,
+        events: EventSink | None = None,
+    ) -> None:
+        require_root()
+        self.config = config or SandboxConfig()
+        self.id = "sb-" + secrets.token_hex(6)
+        self.attribution = Attribution(run_id=run_id, episode_id=episode_id)
+        self._events = events if events is not None else default_sink()
+        self._lock = threading.RLock()
+        self._sessions: dict[str, Session] = {}
+        self._closed = False
+        self._proc: Any = None
+        self._agent_in: Any = None
+        self._agent_out: Any = None
+        self.uid = -1
+        self.init_pid = -1
+        self.agent_pid = -1
+        self.runtime_dir = sandbox_runtime_dir(self.id)
+        self.workspace = workspaces_dir() / self.id
+        self.cgroup = Cgroup(self.id)
+        self.files: SandboxFiles | None = None
+        try:
+            self._start()
+        except BaseException:
+            self._teardown()
+            raise
+        _open_sandboxes.add(self)
+        self._emit("sandbox", {"action": "created", "config": self.config.model_dump(mode="json"),
+                               "uid": self.uid, "init_pid": self.init_pid})
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def _start(self) -> None:
+        self.uid = lease_uid(self.id)
+        for directory in (self.runtime_dir.parent, self.workspace.parent):
+            directory.mkdir(parents=True, exist_ok=True)
+            directory.chmod(0o711)  # the sandbox uid must traverse to its own entry
+        self.runtime_dir.mkdir(mode=0o711)
+        control = self.runtime_dir / "ctl"
+        control.mkdir(mode=0o700)
+        os.chown(control, self.uid, self.uid)
+        self.workspace.mkdir(mode=0o755)
+        os.chown(self.workspace, self.uid, self.uid)
+        (self.runtime_dir / "meta.json").write_text(json.dumps({
+            "sandbox_id": self.id, "supervisor_pid": os.getpid(), "uid": self.uid,
+            "workspace": str(self.workspace), "created": time.time(),
+        }))  # fmt: skip
+        self.cgroup.create(Limits(memory=self.config.memory, pids=self.config.pids, cpus=self.config.cpus))
+        info_read, info_write = os.pipe()
+        join_fds = self.cgroup.join_fds()
+        uid = self.uid
+
+        def enter_cgroup_and_drop_privileges() -> None:  # runs in the child, before exec
+            for fd in join_fds:
+                os.write(fd, b"0")
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+
+        try:
+            args = bwrap_args(self.config, control, self.workspace, info_write)
+            self._proc = spawn.popen(
+                args,
+                stdin=-1, stdout=-1, stderr=-1,
+                pass_fds=(info_write,),
+                preexec_fn=enter_cgroup_and_drop_privileges,
+                cwd="/",
+                env={},
+            )  # fmt: skip
+        finally:
+            os.close(info_write)
+            for fd in join_fds:
+                os.close(fd)
+        self._agent_in, self._agent_out = self._proc.stdin, self._proc.stdout
+        with os.fdopen(info_read, "rb") as info:
+            data = info.read()  # EOF once bwrap has set up the sandbox (or failed)
+        if not data:
+            self._proc.wait(_START_TIMEOUT_S)
+            err = self._proc.stderr.read().decode(errors="replace").strip()
+            raise HostError(f"sandbox failed to start: {err or 'bubblewrap exited'}")
+        self.init_pid = int(json.loads(data)["child-pid"])
+        self.agent_pid = self._agent_host_pid()
+        # The agent's root, not init's: bwrap's init stays outside the final mount tree.
+        self.files = SandboxFiles(self.agent_pid, self.uid)
+        self._session(DEFAULT_SESSION)
+
+    def close(self) -> None:
+        """Stop every process of the sandbox and remove all it left on the host."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._teardown()
+        _open_sandboxes.discard(self)
+        self._emit("sandbox", {"action": "stopped"})
+
+    def _teardown(self) -> None:
+        self._closed = True
+        for session in self._sessions.values():
+            session.close()
+        self._sessions.clear()
+        if self.files is not None:
+            self.files.close()
+        if self.init_pid > 0:
+            try:
+                os.kill(self.init_pid, signal.SIGKILL)  # kills the whole pid namespace
+            except ProcessLookupError:
+                pass
+        self.cgroup.kill_all()
+        if self._proc is not None:
+            for stream in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+            try:
+                self._proc.wait(2)
+            except Exception:
+                self._proc.kill()
+        self.cgroup.remove()
+        shutil.rmtree(self.workspace, ignore_errors=True)
+        shutil.rmtree(self.runtime_dir, ignore_errors=True)
+        if self.uid >= 0:
+            release_uid(self.uid)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "running"
+        return f"<Sandbox {self.id} {state}>"
+
+    # -- commands --------------------------------------------------------------------
+
+    def run(
+        self,
+        command: str,
+        *,
+        timeout: float | None = None,
+        session: str = DEFAULT_SESSION,
+        step: int | None = None,
+        on_output: OutputCallback | None = None,
+    ) -> CommandResult:
+        """Run a shell command in a persistent session (state such as cwd and exported
+        variables carries over between calls in the same session)."""
+        if not isinstance(command, str):
+            raise TypeError("command must be a string")
+        if timeout is not None and not timeout > 0:
+            raise ValueError("timeout must be a positive number of seconds")
+        check_session_name(session)
+        with self._lock:
+            self._check_open()
+            if step is not None:
+                self.attribution.step = step
+            shell = self._session(session)
+            result = shell.run(
+                command,
+                timeout=timeout or self.config.timeout,
+                limit=self.config.output_limit,
+                killer=self._kill_command_tree,
+                before=set(self.cgroup.pids()),
+                on_output=on_output,
+            )
+            if not shell.alive:
+                shell.close()
+                del self._sessions[session]
+                result = _with_restart(result)
+        self._emit("command", {
+            "command": command, "session": session, "exit_code": result.exit_code,
+            "duration_s": round(result.duration_s, 6), "timed_out": result.timed_out,
+            "truncated": result.truncated, "output_bytes": result.output_bytes,
+        })  # fmt: skip
+        return result
+
+    def set_step(self, step: int | None) -> None:
+        self.attribution.step = step
+
+    def write_file(self, path: str, content: str | bytes, mode: int = 0o644) -> None:
+        """Write a file inside the sandbox (parents are created), as the sandbox user."""
+        data = content.encode() if isinstance(content, str) else bytes(content)
+        self._check_open()
+        assert self.files is not None
+        self.files.write(path, data, mode)
+
+    def read_bytes(self, path: str, max_bytes: int = 64 * 1024**2) -> bytes:
+        self._check_open()
+        assert self.files is not None
+        return self.files.read(path, max_bytes)
+
+    def read_file(self, path: str, max_bytes: int = 64 * 1024**2) -> str:
+        """Read a text file inside the sandbox (undecodable bytes become U+FFFD)."""
+        return self.read_bytes(path, max_bytes).decode("utf-8", "replace")
+
+    def pids(self) -> list[int]:
+        """Host pids of every process in the sandbox."""
+        return self.cgroup.pids()
+
+    # -- internals -------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SandboxClosedError(f"sandbox {self.id} is closed")
+
+    def _session(self, name: str) -> Session:
+        session = self._sessions.get(name)
+        if session is not None:
+            return session
+        control = self.runtime_dir / "ctl"
+        fds: list[int] = []
+        try:
+            for suffix in ("in", "out"):
+                path = control / f"{name}.{suffix}"
+                if path.exists():
+                    path.unlink()
+                os.mkfifo(path, 0o600)
+                os.chown(path, self.uid, self.uid)
+                fds.append(os.open(path, os.O_RDWR | os.O_CLOEXEC))
+            self._agent_in.write(f"spawn {name}\n".encode())
+            self._agent_in.flush()
+            reply = self._agent_out.readline().decode().split()
+            if not reply:
+                raise HostError(f"sandbox {self.id} died while starting: {self._stderr_tail()}")
+            if len(reply) != 3 or reply[:2] != ["spawned", name]:
+                raise SessionError(f"sandbox agent refused to start session {name!r}: {reply}")
+            shell_pid = self._host_pid(int(reply[2]))
+            session = Session(name, fds[0], fds[1], shell_pid)
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        self._sessions[name] = session
+        return session
+
+    def _agent_host_pid(self) -> int:
+        children = Path(f"/proc/{self.init_pid}/task/{self.init_pid}/children")
+        for _ in range(1000):
+            try:
+                pids = children.read_text().split()
+            except FileNotFoundError:
+                break
+            if pids:
+                return int(pids[0])
+            time.sleep(0.001)
+        raise HostError(f"sandbox {self.id} died while starting: {self._stderr_tail()}")
+
+    def _stderr_tail(self) -> str:
+        if self._proc is None or self._proc.poll() is None:
+            return "no diagnostics"
+        return self._proc.stderr.read(4096).decode(errors="replace").strip() or "bubblewrap exited"
+
+    def _host_pid(self, inner_pid: int) -> int:
+        for _ in range(100):
+            for pid in self.cgroup.pids():
+                if ns_pid(pid) == inner_pid:
+                    return pid
+            time.sleep(0.001)
+        raise SessionError(f"session process {inner_pid} not found in sandbox {self.id}")
+
+    def _kill_command_tree(self, before: set[int], shell_pid: int) -> None:
+        """SIGKILL the processes a timed-out command started, and only those."""
+        for _ in range(10):
+            new = [p for p in self.cgroup.pids() if p not in before and p != shell_pid]
+            victims = descendants_or_orphans(new, shell_pid, self.init_pid)
+            if not victims:
+                return
+            for pid in victims:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.005)
+
+    def _emit(self, type_: str, data: dict[str, Any]) -> None:
+        self._events.emit(Event(type_, self.id, self.attribution.copy(), data))
+
+
+def _with_restart(result: CommandResult) -> CommandResult:
+    from dataclasses import replace
+
+    return replace(result, session_restarted=True)
+
+
+@atexit.register
+def _close_all() -> None:
+    for sandbox in list(_open_sandboxes):
+        try:
+            sandbox.close()
+        except Exception:
+            pass
