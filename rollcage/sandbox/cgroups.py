@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rollcage.errors import HostError
-from rollcage.sandbox.paths import CGROUP_PARENT
+from rollcage.sandbox.paths import cgroup_parent
 
 CGROUP_ROOT = Path(os.environ.get("ROLLCAGE_CGROUP_ROOT", "/sys/fs/cgroup"))
 V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "freezer")
@@ -56,7 +56,7 @@ class Cgroup:
         self.name = name
         self.v2 = is_v2()
         if self.v2:
-            self.dirs = [CGROUP_ROOT / CGROUP_PARENT / name]
+            self.dirs = [CGROUP_ROOT / cgroup_parent() / name]
             self.procs_dir = self.dirs[0]
             self.memory_dir = self.cpu_dir = self.dirs[0]
             self.freezer_dir: Path | None = None
@@ -67,12 +67,12 @@ class Cgroup:
                 raise HostError(f"cgroup v1 controllers not mounted: {', '.join(missing)}")
             unique: dict[Path, Path] = {}
             for mount in mounts.values():
-                unique.setdefault(mount.resolve(), mount / CGROUP_PARENT / name)
+                unique.setdefault(mount.resolve(), mount / cgroup_parent() / name)
             self.dirs = list(unique.values())
-            self.procs_dir = mounts["pids"] / CGROUP_PARENT / name
-            self.memory_dir = mounts["memory"] / CGROUP_PARENT / name
-            self.cpu_dir = mounts["cpu"] / CGROUP_PARENT / name
-            self.freezer_dir = mounts["freezer"] / CGROUP_PARENT / name if "freezer" in mounts else None
+            self.procs_dir = mounts["pids"] / cgroup_parent() / name
+            self.memory_dir = mounts["memory"] / cgroup_parent() / name
+            self.cpu_dir = mounts["cpu"] / cgroup_parent() / name
+            self.freezer_dir = mounts["freezer"] / cgroup_parent() / name if "freezer" in mounts else None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -212,7 +212,7 @@ def existing_cgroup_names() -> dict[str, list[Path]]:
     found: dict[str, list[Path]] = {}
     roots = [CGROUP_ROOT] if is_v2() else list({m.resolve(): m for m in _v1_mounts().values()}.values())
     for root in roots:
-        parent = root / CGROUP_PARENT
+        parent = root / cgroup_parent()
         if parent.is_dir():
             for child in parent.iterdir():
                 if child.is_dir():

@@ -32,3 +32,14 @@ def read_int_file(path: str) -> int | None:
             return int(f.read().split()[0])
     except (OSError, ValueError, IndexError):
         return None
+
+
+@functools.cache
+def raise_fd_limit() -> None:
+    """Each sandbox holds a handful of descriptors; hundreds of sandboxes need more
+    than the usual soft limit of 1024."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

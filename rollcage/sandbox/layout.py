@@ -41,14 +41,14 @@ done
 
 
 def _root_entries(root: Path) -> list[tuple[str, str | None]]:
-    """(name, symlink target or None for a directory) for each mountable top entry."""
+    """(name, symlink target, or None for a directory or file to bind) per top entry."""
     entries = []
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
         if entry.name in HIDDEN_TOP_LEVEL:
             continue
         if entry.is_symlink():
             entries.append((entry.name, os.readlink(entry.path)))
-        elif entry.is_dir(follow_symlinks=False):
+        elif entry.is_dir(follow_symlinks=False) or entry.is_file(follow_symlinks=False):
             entries.append((entry.name, None))
     return entries
 

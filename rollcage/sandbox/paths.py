@@ -40,5 +40,26 @@ def default_event_db() -> Path:
     return state_dir() / "events.db"
 
 
-# The name under which every rollcage cgroup lives, in each hierarchy.
-CGROUP_PARENT = os.environ.get("ROLLCAGE_CGROUP_PARENT", "rollcage")
+def cgroup_parent() -> str:
+    """The directory under which every rollcage cgroup lives, in each hierarchy."""
+    return os.environ.get("ROLLCAGE_CGROUP_PARENT", "rollcage")
+
+
+def prepare_shared_dir(path: Path) -> None:
+    """Create ``path`` so that sandbox uids can traverse it (but not list it), and check
+    every ancestor is traversable too; bubblewrap runs as the sandbox's own uid."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o711)
+    check_traversable(path)
+
+
+def check_traversable(path: Path) -> None:
+    """Raise a clear error when some ancestor of ``path`` is closed to other users."""
+    from rollcage.errors import HostError
+
+    for ancestor in path.parents:
+        if not os.stat(ancestor).st_mode & 0o001:
+            raise HostError(
+                f"{ancestor} is not traversable by other users (mode lacks o+x); sandboxes run "
+                f"under their own uid and must reach {path}. chmod o+x it or move it."
+            )

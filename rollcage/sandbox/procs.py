@@ -42,3 +42,15 @@ def descendants_or_orphans(candidates: list[int], ancestor: int, orphan_parent: 
             cursor = parent
             seen += 1
     return chosen
+
+
+def start_ticks(pid: int) -> int | None:
+    """Process start time in clock ticks since boot; with the pid it names a process
+    uniquely, so a recycled pid is not mistaken for a live supervisor."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data[data.rfind(b")") + 2 :].split()
+    return int(fields[19]) if len(fields) > 19 else None

@@ -28,10 +28,10 @@ from rollcage.events.defaults import default_sink
 from rollcage.sandbox import spawn
 from rollcage.sandbox.cgroups import Cgroup, Limits
 from rollcage.sandbox.fileops import SandboxFiles
-from rollcage.sandbox.host import require_root
+from rollcage.sandbox.host import raise_fd_limit, require_root
 from rollcage.sandbox.layout import bwrap_args
-from rollcage.sandbox.paths import sandbox_runtime_dir, workspaces_dir
-from rollcage.sandbox.procs import descendants_or_orphans, ns_pid
+from rollcage.sandbox.paths import check_traversable, prepare_shared_dir, sandbox_runtime_dir, workspaces_dir
+from rollcage.sandbox.procs import descendants_or_orphans, ns_pid, start_ticks
 from rollcage.sandbox.result import CommandResult
 from rollcage.sandbox.session import OutputCallback, Session, check_session_name
 from rollcage.sandbox.uids import lease_uid, release_uid
@@ -57,6 +57,7 @@ class Sandbox:
         events: EventSink | None = None,
     ) -> None:
         require_root()
+        raise_fd_limit()
         self.config = config or SandboxConfig()
         self.id = "sb-" + secrets.token_hex(6)
         self.attribution = Attribution(run_id=run_id, episode_id=episode_id)
@@ -86,10 +87,11 @@ class Sandbox:
     # -- lifecycle -------------------------------------------------------------------
 
     def _start(self) -> None:
+        if self.config.rootfs is not None:
+            check_traversable(self.config.rootfs / "bin")
         self.uid = lease_uid(self.id)
         for directory in (self.runtime_dir.parent, self.workspace.parent):
-            directory.mkdir(parents=True, exist_ok=True)
-            directory.chmod(0o711)  # the sandbox uid must traverse to its own entry
+            prepare_shared_dir(directory)  # the sandbox uid must traverse to its own entry
         self.runtime_dir.mkdir(mode=0o711)
         control = self.runtime_dir / "ctl"
         control.mkdir(mode=0o700)
@@ -97,7 +99,8 @@ class Sandbox:
         self.workspace.mkdir(mode=0o755)
         os.chown(self.workspace, self.uid, self.uid)
         (self.runtime_dir / "meta.json").write_text(json.dumps({
-            "sandbox_id": self.id, "supervisor_pid": os.getpid(), "uid": self.uid,
+            "sandbox_id": self.id, "supervisor_pid": os.getpid(),
+            "supervisor_start": start_ticks(os.getpid()), "uid": self.uid,
             "workspace": str(self.workspace), "created": time.time(),
         }))  # fmt: skip
         self.cgroup.create(Limits(memory=self.config.memory, pids=self.config.pids, cpus=self.config.cpus))

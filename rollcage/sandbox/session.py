@@ -103,6 +103,7 @@ class Session:
         self._carry = scanner.rest()
         if marker is not None and marker.tag == "exit":
             self.alive = False
+            collector.drop_suffix(b"exit\n")  # what interactive bash prints on `exit`
         if marker is None and not timed_out:
             self.alive = False  # shell died without running its EXIT trap (killed)
         exit_code = TIMEOUT_EXIT_CODE if timed_out else (marker.status if marker else 137)
@@ -213,6 +214,11 @@ class _Collector:
             text = self._decoder.decode(data)
             if text:
                 self._on_output(text)
+
+    def drop_suffix(self, suffix: bytes) -> None:
+        if not self.truncated and self._kept.endswith(suffix):
+            del self._kept[-len(suffix) :]
+            self.total -= len(suffix)
 
     def mute(self) -> None:
         """After a timeout, output from the dying command is no longer the result."""

@@ -1,0 +1,62 @@
+"""Shared fixtures. Every test run keeps its state, cgroups and uid leases apart from a
+real installation, and checks at the end that it left nothing behind."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+_ROOT = tempfile.mkdtemp(prefix="rollcage-test-", dir="/run" if os.path.isdir("/run") else None)
+os.chmod(_ROOT, 0o711)
+os.environ.setdefault("ROLLCAGE_RUNTIME_DIR", os.path.join(_ROOT, "run"))
+os.environ.setdefault("ROLLCAGE_STATE_DIR", os.path.join(_ROOT, "state"))
+os.environ.setdefault("ROLLCAGE_CGROUP_PARENT", f"rollcage-test-{os.getpid()}")
+
+import shutil  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+
+import pytest  # noqa: E402
+
+from rollcage import Sandbox, SandboxConfig  # noqa: E402
+from rollcage.events import EventStore  # noqa: E402
+from rollcage.sandbox.cgroups import existing_cgroup_names  # noqa: E402
+from rollcage.sandbox.gc import collect  # noqa: E402
+
+if os.geteuid() != 0:
+    pytest.exit("rollcage's tests need root (namespaces, cgroups, per-sandbox uids)", returncode=2)
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(SandboxConfig(memory="512m", cpus=1.0, pids=256)) as sb:
+        yield sb
+
+
+@pytest.fixture
+def store(tmp_path) -> Iterator[EventStore]:
+    s = EventStore(tmp_path / "events.db")
+    yield s
+    s.close()
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Fail loudly if a test leaked cgroups, then clean up whatever is left."""
+    leaked = existing_cgroup_names()
+    collect()
+    for name in [n for n in existing_cgroup_names()]:
+        from rollcage.sandbox.cgroups import Cgroup
+
+        Cgroup(name).kill_all()
+        Cgroup(name).remove()
+    shutil.rmtree(_ROOT, ignore_errors=True)
+    from rollcage.sandbox.cgroups import CGROUP_ROOT, is_v2
+
+    parent = os.environ["ROLLCAGE_CGROUP_PARENT"]
+    for root in ([CGROUP_ROOT] if is_v2() else list(CGROUP_ROOT.iterdir())):
+        try:
+            (root / parent).rmdir()
+        except OSError:
+            pass
+    if leaked and exitstatus == 0:
+        session.exitstatus = 1
+        print(f"\nLEAKED cgroups after tests: {sorted(leaked)}")
