@@ -29,23 +29,38 @@ class Check:
 
 
 CHECKS = [
-    Check("runs as root inside, no capabilities", "grep CapEff /proc/self/status",
-          lambda r: r.output.split()[-1] == "0000000000000000"),
+    Check(
+        "runs as root inside, no capabilities",
+        "grep CapEff /proc/self/status",
+        lambda r: r.output.split()[-1] == "0000000000000000",
+    ),
     Check("sees only its own processes", "ls /proc | grep -c '^[0-9]'", lambda r: int(r.output) < 10),
     Check("host root is read-only", "touch /usr/rollcage-test", lambda r: r.exit_code != 0),
     Check("no host secrets: /root is empty", "ls -A /root | wc -l", lambda r: r.output.strip() == "0"),
-    Check("network: loopback only", "ls /sys/class/net 2>/dev/null || cat /proc/net/dev | tail -n +3 | cut -d: -f1",
-          lambda r: r.output.split() == ["lo"]),
-    Check("cannot reach an outside address (TEST-NET-3)",
-          "timeout 3 bash -c 'echo > /dev/tcp/203.0.113.10/80' 2>&1", lambda r: r.exit_code != 0),
+    Check(
+        "network: loopback only",
+        "ls /sys/class/net 2>/dev/null || cat /proc/net/dev | tail -n +3 | cut -d: -f1",
+        lambda r: r.output.split() == ["lo"],
+    ),
+    Check(
+        "cannot reach an outside address (TEST-NET-3)",
+        "timeout 3 bash -c 'echo > /dev/tcp/203.0.113.10/80' 2>&1",
+        lambda r: r.exit_code != 0,
+    ),
     Check("cannot change its network", "ip link set lo down 2>&1", lambda r: r.exit_code != 0),
-    Check("fork bomb is contained by the pids limit",
-          "bash -c 'for i in $(seq 200); do sleep 1 & done' 2>&1 | grep -c 'fork' ; true",
-          lambda r: int(r.output.split()[0] or 0) > 0),
-    Check("a runaway command times out, the session lives on", "while :; do :; done",
-          lambda r: r.timed_out, timeout=1.0),
-    Check("state persists across commands", "cd /tmp && export GREETING=hello && echo $GREETING",
-          lambda r: r.output == "hello\n"),
+    Check(
+        "fork bomb is contained by the pids limit",
+        "bash -c 'for i in $(seq 200); do sleep 1 & done' 2>&1 | grep -c 'fork' ; true",
+        lambda r: int(r.output.split()[0] or 0) > 0,
+    ),
+    Check(
+        "a runaway command times out, the session lives on", "while :; do :; done", lambda r: r.timed_out, timeout=1.0
+    ),
+    Check(
+        "state persists across commands",
+        "cd /tmp && export GREETING=hello && echo $GREETING",
+        lambda r: r.output == "hello\n",
+    ),
 ]
 
 
@@ -68,8 +83,11 @@ def run_demo(console: Console | None = None) -> int:
             except (ValueError, IndexError):
                 ok = False
             failures += not ok
-            table.add_row(check.title, "[green]held[/]" if ok else f"[red]FAILED[/] {result.output[:60]!r}",
-                          f"{result.duration_s * 1000:.1f}")
+            table.add_row(
+                check.title,
+                "[green]held[/]" if ok else f"[red]FAILED[/] {result.output[:60]!r}",
+                f"{result.duration_s * 1000:.1f}",
+            )
         sandbox_id = sandbox.id
     console.print(table)
     events = default_store().query(sandbox_id=sandbox_id)

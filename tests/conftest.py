@@ -12,6 +12,7 @@ os.environ.setdefault("ROLLCAGE_RUNTIME_DIR", os.path.join(_ROOT, "run"))
 os.environ.setdefault("ROLLCAGE_STATE_DIR", os.path.join(_ROOT, "state"))
 os.environ.setdefault("ROLLCAGE_CGROUP_PARENT", f"rollcage-test-{os.getpid()}")
 
+import contextlib  # noqa: E402
 import shutil  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 
@@ -52,11 +53,9 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     from rollcage.sandbox.cgroups import CGROUP_ROOT, is_v2
 
     parent = os.environ["ROLLCAGE_CGROUP_PARENT"]
-    for root in ([CGROUP_ROOT] if is_v2() else list(CGROUP_ROOT.iterdir())):
-        try:
+    for root in [CGROUP_ROOT] if is_v2() else list(CGROUP_ROOT.iterdir()):
+        with contextlib.suppress(OSError):
             (root / parent).rmdir()
-        except OSError:
-            pass
     if leaked and exitstatus == 0:
         session.exitstatus = 1
         print(f"\nLEAKED cgroups after tests: {sorted(leaked)}")

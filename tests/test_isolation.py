@@ -70,8 +70,10 @@ def test_loopback_only_and_no_routes(sandbox: Sandbox) -> None:
     assert r.output == "lo\n"
     routes = sandbox.run("ip -4 route show table all; ip -6 route show table all").output
     assert "default" not in routes
-    assert all(" lo " in line or line.startswith(("local", "broadcast", "multicast")) or "dev lo" in line
-               for line in routes.splitlines()), routes
+    assert all(
+        " lo " in line or line.startswith(("local", "broadcast", "multicast")) or "dev lo" in line
+        for line in routes.splitlines()
+    ), routes
 
 
 def test_cannot_reach_host_loopback() -> None:

@@ -26,7 +26,7 @@ def test_issue_example_persistent_session_and_files(sandbox: Sandbox) -> None:
     sandbox.write_file("/work/a.py", "print(1)")
     assert sandbox.read_file("/work/a.py") == "print(1)"
     assert sandbox.run("python3 /work/a.py").output == "1\n"
-    other = sandbox.run("pwd; echo \"[$X]\"", session="second")
+    other = sandbox.run('pwd; echo "[$X]"', session="second")
     assert other.output == "/work\n[]\n"
     assert sandbox.run("pwd").output == "/tmp\n"
 
@@ -56,7 +56,7 @@ def test_syntax_error_is_reported_and_session_survives(sandbox: Sandbox) -> None
 
 def test_quotes_heredocs_and_multiline_commands(sandbox: Sandbox) -> None:
     r = sandbox.run("cat <<'EOF'\nit's \"quoted\" $HOME\nEOF\necho done!")
-    assert r.output == "it's \"quoted\" $HOME\ndone!\n"
+    assert r.output == 'it\'s "quoted" $HOME\ndone!\n'
 
 
 def test_command_cannot_read_the_control_stream(sandbox: Sandbox) -> None:

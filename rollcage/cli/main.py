@@ -22,9 +22,7 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-@sandbox_app.command(
-    "run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
-)
+@sandbox_app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def sandbox_run(
     command: Annotated[list[str], typer.Argument(help="command to run (after --)")],
     memory: Annotated[str, typer.Option(help="memory limit, e.g. 512m")] = "1g",
@@ -39,6 +37,7 @@ def sandbox_run(
     from rollcage.events import Fanout, JsonlSink
     from rollcage.events.defaults import default_store
     from rollcage.sandbox import Sandbox
+    from rollcage.sandbox.host import require_root
 
     pairs = {}
     for item in env or []:
@@ -48,6 +47,7 @@ def sandbox_run(
         pairs[key] = value
     text = command[0] if len(command) == 1 else shlex.join(command)
     try:
+        require_root()
         config = build_config(memory=memory, cpus=cpus, pids=pids, timeout=timeout, rootfs=rootfs, env=pairs)
         sink = Fanout(default_store(), JsonlSink(events)) if events else default_store()
         with Sandbox(config, events=sink) as sandbox:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 COMMON_FIELDS = ("type", "time", "sandbox_id", "run_id", "episode_id", "step")
@@ -18,7 +18,7 @@ COMMON_FIELDS = ("type", "time", "sandbox_id", "run_id", "episode_id", "step")
 
 def utc_now() -> str:
     """RFC 3339 UTC timestamp with microseconds, e.g. ``2026-11-28T04:22:27.123456Z``."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass

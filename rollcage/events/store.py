@@ -52,7 +52,9 @@ class EventStore:
 
     def emit(self, event: Event) -> None:
         record = event.to_dict()
-        data = {k: v for k, v in record.items() if k not in ("type", "time", "sandbox_id", "run_id", "episode_id", "step")}
+        data = {
+            k: v for k, v in record.items() if k not in ("type", "time", "sandbox_id", "run_id", "episode_id", "step")
+        }
         with self._lock:
             self._db.execute(
                 "INSERT INTO events(type, time, sandbox_id, run_id, episode_id, step, data) VALUES (?,?,?,?,?,?,?)",
@@ -94,7 +96,13 @@ class EventStore:
 
 def _rows_to_dicts(rows: list[tuple[Any, ...]]) -> Iterator[dict[str, Any]]:
     for type_, time, sandbox_id, run_id, episode_id, step, data in rows:
-        record = {"type": type_, "time": time, "sandbox_id": sandbox_id, "run_id": run_id,
-                  "episode_id": episode_id, "step": step}
+        record = {
+            "type": type_,
+            "time": time,
+            "sandbox_id": sandbox_id,
+            "run_id": run_id,
+            "episode_id": episode_id,
+            "step": step,
+        }
         record.update(json.loads(data))
         yield record

@@ -8,6 +8,7 @@ of this sandbox" is a file read away for killing and for the exec sensor.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -142,20 +143,16 @@ class Cgroup:
         Returns True when the cgroup is empty."""
         deadline = time.monotonic() + timeout
         if self.v2 and (self.dirs[0] / "cgroup.kill").exists():
-            try:
+            with contextlib.suppress(OSError):
                 _write(self.dirs[0] / "cgroup.kill", 1)
-            except OSError:
-                pass
         while True:
             pids = self.pids()
             if not pids:
                 return True
             self._freeze(True)
             for pid in pids:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             self._freeze(False)
             if time.monotonic() > deadline:
                 return not self.pids()
@@ -164,10 +161,8 @@ class Cgroup:
     def _freeze(self, frozen: bool) -> None:
         if self.freezer_dir is None:
             return
-        try:
+        with contextlib.suppress(OSError):
             _write(self.freezer_dir / "freezer.state", "FROZEN" if frozen else "THAWED")
-        except OSError:
-            pass
 
     def remove(self, timeout: float = 2.0) -> list[Path]:
         """rmdir every hierarchy's directory (retrying while exiting tasks leave).

@@ -106,9 +106,7 @@ class SandboxFiles:
                 try:
                     size = os.fstat(fd).st_size
                     if size > max_bytes:
-                        raise SandboxFileError(
-                            errno.EFBIG, f"{path} is {size} bytes, more than max_bytes={max_bytes}"
-                        )
+                        raise SandboxFileError(errno.EFBIG, f"{path} is {size} bytes, more than max_bytes={max_bytes}")
                     chunks, total = [], 0
                     while chunk := os.read(fd, 1 << 20):
                         total += len(chunk)

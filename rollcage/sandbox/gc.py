@@ -72,7 +72,7 @@ def collect() -> GcReport:
         for entry in sorted(root.iterdir()):
             if entry.name not in live:
                 report.sandboxes.append(entry.name)
-    for name, dirs in existing_cgroup_names().items():
+    for name, _dirs in existing_cgroup_names().items():
         if name in live:
             continue
         cgroup = Cgroup(name)

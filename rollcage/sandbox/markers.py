@@ -36,8 +36,7 @@ class MarkerScanner:
         while True:
             index = self._pending.find(self._token)
             if index < 0:
-                keep = len(self._token) - 1
-                cut = max(0, len(self._pending) - keep)
+                cut = len(self._pending) - self._possible_marker_start()
                 out += self._pending[:cut]
                 del self._pending[:cut]
                 return bytes(out), None
@@ -57,6 +56,13 @@ class MarkerScanner:
             del self._pending[: match.end()]
             if tag in self._expected:
                 return bytes(out), Marker(tag, status)
+
+    def _possible_marker_start(self) -> int:
+        """Length of the longest tail of the buffer that could begin a marker."""
+        for size in range(min(len(self._token) - 1, len(self._pending)), 0, -1):
+            if self._pending.endswith(self._token[:size]):
+                return size
+        return 0
 
     def rest(self) -> bytes:
         """Bytes held back while waiting for a possible marker."""

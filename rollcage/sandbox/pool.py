@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from typing import Any
 
 from rollcage.config import SandboxConfig
@@ -29,6 +30,7 @@ class SandboxPool:
         self._closing = threading.Event()
         self._error: BaseException | None = None
         self._handed_out: set[Sandbox] = set()
+        self._releasing: set[threading.Thread] = set()
         self._lock = threading.Lock()
         self._filler = threading.Thread(target=self._fill, name="rollcage-pool", daemon=True)
         self._filler.start()
@@ -50,17 +52,25 @@ class SandboxPool:
             self._ready.put(sandbox)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        """Block until all ``size`` sandboxes are warm (for benchmarks and tests)."""
-        import time
-
+        """Block until all ``size`` sandboxes are warm; raise if that takes too long."""
         deadline = time.monotonic() + timeout
-        while self._ready.qsize() < self.size and time.monotonic() < deadline:
+        while self._ready.qsize() < self.size:
             if self._error is not None:
                 raise RollcageError(f"sandbox pool cannot start sandboxes: {self._error}")
-            time.sleep(0.005)
+            if time.monotonic() > deadline:
+                raise RollcageError(f"pool has {self._ready.qsize()} of {self.size} sandboxes after {timeout}s")
+            time.sleep(0.002)
+        self.wait_released(max(0.0, deadline - time.monotonic()))
 
-    def acquire(self, timeout: float = 60.0, *, run_id: str | None = None,
-                episode_id: str | None = None) -> Sandbox:
+    def wait_released(self, timeout: float = 60.0) -> None:
+        """Block until sandboxes handed to :meth:`release` are fully torn down."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            pending = list(self._releasing)
+        for thread in pending:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def acquire(self, timeout: float = 60.0, *, run_id: str | None = None, episode_id: str | None = None) -> Sandbox:
         """A warm sandbox with a fresh workspace, attributed to ``run_id``/``episode_id``."""
         if self._error is not None:
             raise RollcageError(f"sandbox pool cannot start sandboxes: {self._error}")
@@ -81,7 +91,16 @@ class SandboxPool:
         """Return a sandbox: it is destroyed in the background; the pool makes a new one."""
         with self._lock:
             self._handed_out.discard(sandbox)
-        threading.Thread(target=sandbox.close, name="rollcage-release", daemon=True).start()
+            thread = threading.Thread(target=self._destroy, args=(sandbox,), name="rollcage-release", daemon=True)
+            self._releasing.add(thread)
+        thread.start()
+
+    def _destroy(self, sandbox: Sandbox) -> None:
+        try:
+            sandbox.close()
+        finally:
+            with self._lock:
+                self._releasing.discard(threading.current_thread())
 
     def close(self) -> None:
         self._closing.set()
@@ -97,6 +116,7 @@ class SandboxPool:
             self._handed_out.clear()
         for sandbox in leftovers:
             sandbox.close()
+        self.wait_released()
 
     def __enter__(self) -> SandboxPool:
         return self

@@ -10,6 +10,7 @@ sandbox's root with the sandbox's own rights.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import secrets
@@ -65,6 +66,8 @@ class Sandbox:
         self._lock = threading.RLock()
         self._sessions: dict[str, Session] = {}
         self._closed = False
+        self._stopped = False
+        self._closing = threading.Lock()
         self._proc: Any = None
         self._agent_in: Any = None
         self._agent_out: Any = None
@@ -81,8 +84,15 @@ class Sandbox:
             self._teardown()
             raise
         _open_sandboxes.add(self)
-        self._emit("sandbox", {"action": "created", "config": self.config.model_dump(mode="json"),
-                               "uid": self.uid, "init_pid": self.init_pid})
+        self._emit(
+            "sandbox",
+            {
+                "action": "created",
+                "config": self.config.model_dump(mode="json"),
+                "uid": self.uid,
+                "init_pid": self.init_pid,
+            },
+        )
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -144,11 +154,12 @@ class Sandbox:
 
     def close(self) -> None:
         """Stop every process of the sandbox and remove all it left on the host."""
-        with self._lock:
-            if self._closed:
+        with self._closing:  # a second caller (e.g. atexit) waits for the first
+            if self._stopped:
                 return
             self._closed = True
-        self._teardown()
+            self._teardown()
+            self._stopped = True
         _open_sandboxes.discard(self)
         self._emit("sandbox", {"action": "stopped"})
 
@@ -160,17 +171,13 @@ class Sandbox:
         if self.files is not None:
             self.files.close()
         if self.init_pid > 0:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.init_pid, signal.SIGKILL)  # kills the whole pid namespace
-            except ProcessLookupError:
-                pass
         self.cgroup.kill_all()
         if self._proc is not None:
             for stream in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
-                try:
+                with contextlib.suppress(OSError):
                     stream.close()
-                except OSError:
-                    pass
             try:
                 self._proc.wait(2)
             except Exception:
@@ -329,10 +336,8 @@ class Sandbox:
             if not victims:
                 return
             for pid in victims:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             time.sleep(0.005)
 
     def _emit(self, type_: str, data: dict[str, Any]) -> None:
@@ -348,7 +353,5 @@ def _with_restart(result: CommandResult) -> CommandResult:
 @atexit.register
 def _close_all() -> None:
     for sandbox in list(_open_sandboxes):
-        try:
+        with contextlib.suppress(Exception):
             sandbox.close()
-        except Exception:
-            pass

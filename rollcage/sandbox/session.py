@@ -1,15 +1,18 @@
 """A persistent shell session inside a sandbox, driven over a pair of fifos.
 
-Each command is sent as one line, ``{ eval '<command>'; } </dev/null 2>&1`` followed by
-a marker that carries its exit status, so ``cd`` and ``export`` persist between commands
-while commands cannot read the control stream. The shell runs in interactive mode so
-that SIGINT aborts a runaway builtin loop and returns to reading commands; together with
-killing the command's process tree this makes a timeout leave the session usable.
+Each command is sent as one line that sources it from a here-string,
+``{ . /dev/fd/9 9<<< '<command>'; } </dev/null 2>&1``, followed by a marker that carries
+its exit status: ``cd`` and ``export`` persist between commands, commands cannot read
+the control stream, and (being sourced) background jobs print no ``[1] 1234`` notices.
+The shell runs in interactive mode so that SIGINT aborts a runaway builtin loop and
+returns to reading commands; together with killing the command's process tree this
+makes a timeout leave the session usable.
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import os
 import re
 import secrets
@@ -59,7 +62,7 @@ class Session:
         self.alive = True
         prologue = (
             "set +H +o history; unset HISTFILE PROMPT_COMMAND; PS1=; PS2=; "
-            f"trap 'printf \"%s_exit %d\\n\" {self._token.decode()} \"$?\"' EXIT\n"
+            f'trap \'printf "%s_exit %d\\n" {self._token.decode()} "$?"\' EXIT\n'
         )
         self._send(prologue)
         # One round trip proves the shell is reading and our markers come back.
@@ -91,7 +94,7 @@ class Session:
         collector.add(self._carry)
         self._carry = b""
         self._send(
-            f"{{ eval {shell_quote(command)}\n}} </dev/null 2>&1; "
+            f"{{ . /dev/fd/9 9<<< {shell_quote(command)}; }} </dev/null 2>&1; "
             f"printf '%s_{tag} %d\\n' {self._token.decode()} \"$?\"\n"
         )
         marker = self._read_until(scanner, collector, start + timeout)
@@ -121,10 +124,8 @@ class Session:
     def close(self) -> None:
         self.alive = False
         for fd in (self._in, self._out, self._pidfd):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
         self._in = self._out = self._pidfd = -1
 
     # -- internals -------------------------------------------------------------------

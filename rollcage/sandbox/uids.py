@@ -8,6 +8,7 @@ supervisors never hand out the same uid.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 
@@ -36,10 +37,8 @@ def lease_uid(sandbox_id: str) -> int:
 
 
 def release_uid(uid: int) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(uid_leases_dir() / str(uid))
-    except FileNotFoundError:
-        pass
 
 
 def leased_uids() -> dict[int, str]:

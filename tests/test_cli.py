@@ -1,0 +1,107 @@
+"""The ``rollcage`` command line as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROLLCAGE = [sys.executable, "-m", "rollcage.cli.main"]
+
+
+def rollcage(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*ROLLCAGE, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_sandbox_run_streams_output_and_exits_with_the_command_code(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    r = rollcage("sandbox", "run", "--memory", "256m", "--events", str(events), "--", "echo out; echo err >&2; exit 3")
+    assert r.returncode == 3
+    assert r.stdout == "out\nerr\n"
+    records = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [(e["type"], e.get("action")) for e in records] == [
+        ("sandbox", "created"),
+        ("command", None),
+        ("sandbox", "stopped"),
+    ]
+    assert records[1]["command"] == "echo out; echo err >&2; exit 3" and records[1]["exit_code"] == 3
+    assert records[0]["config"]["memory"] == 256 * 1024**2
+
+
+def test_sandbox_run_joins_argv_like_a_shell_would() -> None:
+    r = rollcage("sandbox", "run", "--", "printf", "%s|", "a b", "c")
+    assert (r.returncode, r.stdout) == (0, "a b|c|")
+
+
+def test_sandbox_run_events_file_appends(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    for _ in range(2):
+        assert rollcage("sandbox", "run", "--events", str(events), "--", "true").returncode == 0
+    assert len(events.read_text().splitlines()) == 6
+
+
+def test_sandbox_run_timeout_exits_124() -> None:
+    r = rollcage("sandbox", "run", "--timeout", "0.5", "--", "sleep 30")
+    assert r.returncode == 124 and "timed out" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--memory", "lots"], "memory: invalid size"),
+        (["--cpus", "0"], "cpus"),
+        (["--rootfs", "/does/not/exist"], "rootfs"),
+        (["--env", "NOEQUALS"], "KEY=VALUE"),
+    ],
+)
+def test_sandbox_run_bad_options_are_clear_errors(args: list[str], message: str) -> None:
+    r = rollcage("sandbox", "run", *args, "--", "true")
+    assert r.returncode == 2
+    assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_sandbox_run_passes_env_only_when_asked() -> None:
+    r = rollcage("sandbox", "run", "--env", "GIVEN=yes", "--", "echo ${GIVEN:-no} ${HOME}")
+    assert r.stdout == "yes /root\n"
+
+
+def test_non_root_gets_a_clear_message(tmp_path: Path) -> None:
+    nobody = shutil.which("setpriv")
+    if nobody is None:
+        pytest.skip("setpriv (util-linux) not installed")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    r = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            sys.executable,
+            "-c",
+            "from rollcage.cli.main import main; main()",
+            "sandbox",
+            "run",
+            "--",
+            "true",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd="/",
+        timeout=60,
+    )
+    if "No module named" in r.stderr:
+        pytest.skip("the interpreter is not readable by uid 65534 here")
+    assert r.returncode == 2
+    assert "rollcage needs root" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_demo_runs_and_every_check_holds() -> None:
+    r = rollcage("demo", timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "FAILED" not in r.stdout and r.stdout.count("held") == 10
