@@ -200,3 +200,26 @@ def test_async_sandboxes_run_concurrently() -> None:
     outputs, elapsed = asyncio.run(main())
     assert outputs == ["0", "1", "2", "3"]
     assert elapsed < 1.9  # four 0.5 s commands overlapped
+
+
+def test_different_sessions_run_in_parallel_and_keep_their_own_step(store) -> None:
+    import threading
+    import time
+
+    with Sandbox(events=store) as sb:
+        results = {}
+
+        def work(name: str, step: int) -> None:
+            results[name] = sb.run("sleep 0.6; echo " + name, session=name, step=step)
+
+        threads = [threading.Thread(target=work, args=(f"s{i}", i)) for i in range(3)]
+        start = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.monotonic() - start
+    assert {n: r.output for n, r in results.items()} == {"s0": "s0\n", "s1": "s1\n", "s2": "s2\n"}
+    assert elapsed < 1.5  # three 0.6 s commands overlapped (sessions are started lazily)
+    steps = {e["session"]: e["step"] for e in store.query(type="command")}
+    assert steps == {"s0": 0, "s1": 1, "s2": 2}

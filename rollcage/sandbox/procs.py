@@ -15,15 +15,20 @@ def ns_pid(host_pid: int) -> int | None:
     return None
 
 
-def parent_pid(host_pid: int) -> int | None:
+def _stat_field(pid: int, index: int) -> int | None:
+    """Field ``index`` of /proc/<pid>/stat, counted from the state field (0) on."""
     try:
-        with open(f"/proc/{host_pid}/stat", "rb") as f:
+        with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
     except OSError:
         return None
     # comm may contain spaces and parentheses: fields resume after the last ')'.
     fields = data[data.rfind(b")") + 2 :].split()
-    return int(fields[1]) if len(fields) > 1 else None
+    return int(fields[index]) if len(fields) > index else None
+
+
+def parent_pid(host_pid: int) -> int | None:
+    return _stat_field(host_pid, 1)
 
 
 def descendants_or_orphans(candidates: list[int], ancestor: int, orphan_parent: int) -> list[int]:
@@ -47,10 +52,4 @@ def descendants_or_orphans(candidates: list[int], ancestor: int, orphan_parent: 
 def start_ticks(pid: int) -> int | None:
     """Process start time in clock ticks since boot; with the pid it names a process
     uniquely, so a recycled pid is not mistaken for a live supervisor."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    fields = data[data.rfind(b")") + 2 :].split()
-    return int(fields[19]) if len(fields) > 19 else None
+    return _stat_field(pid, 19)

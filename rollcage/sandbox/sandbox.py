@@ -19,6 +19,7 @@ import signal
 import threading
 import time
 import weakref
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -224,7 +225,10 @@ class Sandbox:
             self._check_open()
             if step is not None:
                 self.attribution.step = step
+            attribution = self.attribution.copy()
             shell = self._session(session)
+        with shell.lock:  # one command at a time per session; sessions run in parallel
+            self._check_open()
             result = shell.run(
                 command,
                 timeout=timeout or self.config.timeout,
@@ -234,14 +238,16 @@ class Sandbox:
                 on_output=on_output,
             )
             if not shell.alive:
-                shell.close()
-                del self._sessions[session]
-                result = _with_restart(result)
+                with self._lock:
+                    shell.close()
+                    if self._sessions.get(session) is shell:
+                        del self._sessions[session]
+                result = replace(result, session_restarted=True)
         self._emit("command", {
             "command": command, "session": session, "exit_code": result.exit_code,
             "duration_s": round(result.duration_s, 6), "timed_out": result.timed_out,
             "truncated": result.truncated, "output_bytes": result.output_bytes,
-        })  # fmt: skip
+        }, attribution)  # fmt: skip
         return result
 
     def set_step(self, step: int | None) -> None:
@@ -340,14 +346,8 @@ class Sandbox:
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.005)
 
-    def _emit(self, type_: str, data: dict[str, Any]) -> None:
-        self._events.emit(Event(type_, self.id, self.attribution.copy(), data))
-
-
-def _with_restart(result: CommandResult) -> CommandResult:
-    from dataclasses import replace
-
-    return replace(result, session_restarted=True)
+    def _emit(self, type_: str, data: dict[str, Any], attribution: Attribution | None = None) -> None:
+        self._events.emit(Event(type_, self.id, attribution or self.attribution.copy(), data))
 
 
 @atexit.register

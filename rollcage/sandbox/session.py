@@ -18,6 +18,7 @@ import re
 import secrets
 import select
 import signal
+import threading
 import time
 from collections.abc import Callable
 
@@ -48,10 +49,11 @@ def shell_quote(text: str) -> str:
 
 
 class Session:
-    """Host side of one shell session. Not thread-safe: one command at a time."""
+    """Host side of one shell session. One command at a time: hold ``lock``."""
 
     def __init__(self, name: str, in_fd: int, out_fd: int, shell_pid: int) -> None:
         self.name = name
+        self.lock = threading.Lock()
         self.shell_pid = shell_pid
         self._in = in_fd
         self._out = out_fd
