@@ -1,0 +1,1 @@
+"""Egress gateway: every connection out of a sandbox is intercepted, judged and recorded."""

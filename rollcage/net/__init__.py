@@ -1,0 +1,1 @@
+"""Network namespace plumbing shared by the gateway, sandboxes and the simulated internet."""
