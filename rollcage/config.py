@@ -15,6 +15,7 @@ from typing import Annotated
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from rollcage.errors import ConfigError
+from rollcage.gateway.policy import NetworkPolicy
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
@@ -55,6 +56,18 @@ class SandboxConfig(BaseModel):
     workdir: str = Field(default="/work", description="writable workspace path inside the sandbox")
     env: dict[str, str] = Field(default_factory=dict, description="extra environment variables")
     hostname: str = Field(default="sandbox", pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$")
+    network: NetworkPolicy | None = Field(
+        default=None,
+        description="egress policy; None keeps the sandbox on loopback only, a policy (even an empty "
+        "one: deny all) gives it a path through the egress gateway, where every attempt is recorded",
+    )
+
+    @field_validator("network", mode="before")
+    @classmethod
+    def _network_from_list(cls, value: object) -> object:
+        if isinstance(value, list | tuple):
+            return NetworkPolicy.from_entries(value)
+        return value
 
     @field_validator("rootfs")
     @classmethod

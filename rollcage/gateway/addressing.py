@@ -1,6 +1,6 @@
 """Point-to-point addresses for sandbox links.
 
-Every sandbox with a network path gets a /30 inside 10.201.0.0/16 (only ever used inside
+Every sandbox with a network path gets a /30 inside 10.200.0.0/14 (only ever used inside
 rollcage's own namespaces): ``.1`` is the gateway side, ``.2`` the sandbox. The slot comes
 from the sandbox's uid lease, so it is unique among live sandboxes without another lock.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-LINK_NETWORK = ipaddress.ip_network("10.201.0.0/16")
+LINK_NETWORK = ipaddress.ip_network("10.200.0.0/14")
 SLOTS = LINK_NETWORK.num_addresses // 4
 GATEWAY_TCP_PORT = 15001
 GATEWAY_DNS_PORT = 15053

@@ -97,8 +97,7 @@ class NetnsSockets:
         self.path = netns_path(path)
         self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = queue.SimpleQueue()
         ready: Future[None] = Future()
-        self._thread = threading.Thread(target=self._serve, args=(ready,), name="rollcage-netns-sockets",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._serve, args=(ready,), name="rollcage-netns-sockets", daemon=True)
         self._thread.start()
         ready.result()
 

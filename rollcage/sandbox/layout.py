@@ -53,8 +53,14 @@ def _root_entries(root: Path) -> list[tuple[str, str | None]]:
     return entries
 
 
-def bwrap_args(config: SandboxConfig, control_dir: Path, workspace: Path, info_fd: int) -> list[str]:
-    """Full argv for bubblewrap running the agent in a fresh sandbox."""
+def bwrap_args(
+    config: SandboxConfig, control_dir: Path, workspace: Path, info_fd: int, resolv_conf: Path | None = None
+) -> list[str]:
+    """Full argv for bubblewrap running the agent in a fresh sandbox.
+
+    ``resolv_conf`` (sandboxes with a network path) is mounted over ``/etc/resolv.conf`` so
+    that every lookup goes to the gateway's resolver.
+    """
     root = config.rootfs or Path("/")
     entries = _root_entries(root)
     top = config.workdir.strip("/").split("/")[0]
@@ -90,6 +96,11 @@ def bwrap_args(config: SandboxConfig, control_dir: Path, workspace: Path, info_f
         "--size", PRIVATE_SMALL_TMPFS, "--tmpfs", "/run",
         "--ro-bind", str(control_dir), CONTROL_MOUNT,
         "--bind", str(workspace), config.workdir,
+    ]  # fmt: skip
+    target = root / "etc" / "resolv.conf"
+    if resolv_conf is not None and target.is_file() and not target.is_symlink():
+        args += ["--ro-bind", str(resolv_conf), "/etc/resolv.conf"]
+    args += [
         "--remount-ro", "/",
         "--hostname", config.hostname,
         "--clearenv",

@@ -21,24 +21,29 @@ import time
 import weakref
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rollcage.config import SandboxConfig
 from rollcage.errors import HostError, SandboxClosedError, SessionError
 from rollcage.events import Attribution, Event, EventSink
 from rollcage.events.defaults import default_sink
+from rollcage.gateway.addressing import SandboxLink
 from rollcage.sandbox import spawn
 from rollcage.sandbox.cgroups import Cgroup, Limits
 from rollcage.sandbox.fileops import SandboxFiles
 from rollcage.sandbox.host import raise_fd_limit, require_root
 from rollcage.sandbox.layout import bwrap_args
 from rollcage.sandbox.paths import check_traversable, prepare_shared_dir, sandbox_runtime_dir, workspaces_dir
-from rollcage.sandbox.procs import descendants_or_orphans, ns_pid, start_ticks
+from rollcage.sandbox.procs import descendants_or_orphans, ns_pid, parent_pid, start_ticks
 from rollcage.sandbox.result import CommandResult
 from rollcage.sandbox.session import OutputCallback, Session, check_session_name
-from rollcage.sandbox.uids import lease_uid, release_uid
+from rollcage.sandbox.uids import UID_BASE, lease_uid, release_uid
+
+if TYPE_CHECKING:
+    from rollcage.gateway.client import Gateway
 
 DEFAULT_SESSION = "default"
+_UNTAGGED = object()
 _START_TIMEOUT_S = 10.0
 _open_sandboxes: weakref.WeakSet[Sandbox] = weakref.WeakSet()
 
@@ -57,6 +62,7 @@ class Sandbox:
         run_id: str | None = None,
         episode_id: str | None = None,
         events: EventSink | None = None,
+        gateway: Gateway | None = None,
     ) -> None:
         require_root()
         raise_fd_limit()
@@ -79,6 +85,10 @@ class Sandbox:
         self.workspace = workspaces_dir() / self.id
         self.cgroup = Cgroup(self.id)
         self.files: SandboxFiles | None = None
+        self.network: SandboxLink | None = None
+        self._gateway = gateway
+        self._pid_steps: dict[int, int | None] = {}  # host pid -> step whose command started it
+        self._flow_steps: dict[tuple[Any, Any, Any], int | None] = {}  # open flows keep their first step
         try:
             self._start()
         except BaseException:
@@ -115,6 +125,12 @@ class Sandbox:
             "workspace": str(self.workspace), "created": time.time(),
         }))  # fmt: skip
         self.cgroup.create(Limits(memory=self.config.memory, pids=self.config.pids, cpus=self.config.cpus))
+        resolv_conf = None
+        if self.config.network is not None:
+            resolv_conf = self.runtime_dir / "resolv.conf"
+            link = SandboxLink.for_slot(self.uid - UID_BASE)
+            resolv_conf.write_text(f"nameserver {link.gateway_ip}\noptions timeout:2 attempts:2\n")
+            resolv_conf.chmod(0o644)
         info_read, info_write = os.pipe()
         join_fds = self.cgroup.join_fds()
         uid = self.uid
@@ -127,7 +143,7 @@ class Sandbox:
             os.setresuid(uid, uid, uid)
 
         try:
-            args = bwrap_args(self.config, control, self.workspace, info_write)
+            args = bwrap_args(self.config, control, self.workspace, info_write, resolv_conf)
             self._proc = spawn.popen(
                 args,
                 stdin=-1, stdout=-1, stderr=-1,
@@ -151,7 +167,21 @@ class Sandbox:
         self.agent_pid = self._agent_host_pid()
         # The agent's root, not init's: bwrap's init stays outside the final mount tree.
         self.files = SandboxFiles(self.agent_pid, self.uid)
+        if self.config.network is not None:
+            self._attach_network()
         self._session(DEFAULT_SESSION)
+
+    def _attach_network(self) -> None:
+        """Link the sandbox to the egress gateway; its events come back attributed to us."""
+        from rollcage.gateway.client import shared_gateway
+
+        if self._gateway is None:
+            self._gateway = shared_gateway()
+        assert self.config.network is not None
+        self.network = self._gateway.attach(
+            self.id, self.uid - UID_BASE, self.init_pid, self.cgroup.procs_dir / "cgroup.procs",
+            self.config.network, self._on_network_event, self._on_gateway_lost,
+        )  # fmt: skip
 
     def close(self) -> None:
         """Stop every process of the sandbox and remove all it left on the host."""
@@ -166,6 +196,8 @@ class Sandbox:
 
     def _teardown(self) -> None:
         self._closed = True
+        if self._gateway is not None and self.uid >= 0 and self.config.network is not None:
+            self._gateway.detach(self.id, self.uid - UID_BASE)
         for session in self._sessions.values():
             session.close()
         self._sessions.clear()
@@ -229,6 +261,7 @@ class Sandbox:
             shell = self._session(session)
         with shell.lock:  # one command at a time per session; sessions run in parallel
             self._check_open()
+            shell.step = attribution.step
             result = shell.run(
                 command,
                 timeout=timeout or self.config.timeout,
@@ -237,6 +270,7 @@ class Sandbox:
                 before=set(self.cgroup.pids()),
                 on_output=on_output,
             )
+            self._tag_new_processes(attribution.step)
             if not shell.alive:
                 with self._lock:
                     shell.close()
@@ -345,6 +379,65 @@ class Sandbox:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.005)
+
+    # -- attribution of process-caused events ----------------------------------------
+
+    def _tag_new_processes(self, step: int | None) -> None:
+        """Remember which step started each process still alive after a command.
+
+        A process inherits the step of its closest tagged ancestor, so a worker that a
+        step-2 background job forks during step 5 still belongs to step 2.
+        """
+        with self._lock:
+            alive = set(self.cgroup.pids())
+            self._pid_steps = {p: s for p, s in self._pid_steps.items() if p in alive}
+            shells = {s.shell_pid for s in self._sessions.values()}
+            for pid in sorted(alive - self._pid_steps.keys() - shells - {self.init_pid, self.agent_pid}):
+                inherited = self._tagged_ancestor(pid, shells)
+                self._pid_steps[pid] = step if inherited is _UNTAGGED else inherited
+
+    def _tagged_ancestor(self, pid: int, shells: set[int]) -> int | object | None:
+        current = pid
+        for _ in range(64):
+            parent = parent_pid(current)
+            if parent is None or parent <= 1 or parent in shells or parent == self.init_pid:
+                return _UNTAGGED
+            if parent in self._pid_steps:
+                return self._pid_steps[parent]
+            current = parent
+        return _UNTAGGED
+
+    def step_of_process(self, pid: int | None, ancestors: list[int] | None = None) -> int | None:
+        """The step whose command started ``pid``'s process tree (``ancestors``: parent first)."""
+        if pid is None:
+            return self.attribution.step
+        with self._lock:
+            sessions = {s.shell_pid: s for s in self._sessions.values()}
+            for candidate in [pid, *(ancestors or [])]:
+                if candidate in self._pid_steps:
+                    return self._pid_steps[candidate]
+                if candidate in sessions:
+                    return sessions[candidate].step
+        return self.attribution.step
+
+    def _on_network_event(self, type_: str, data: dict[str, Any]) -> None:
+        """A flow/dns/net_drop event from the gateway: attribute it to the step that owns the socket."""
+        key = (data.get("src_port"), data.get("dst_ip"), data.get("dst_port")) if type_ == "flow" else None
+        step = self._flow_steps.get(key) if key else None
+        if step is None:
+            step = self.step_of_process(data.get("pid"), data.get("ancestors"))
+        if key and data.get("phase") == "open":
+            self._flow_steps[key] = step
+        elif key:
+            self._flow_steps.pop(key, None)
+        self._emit(type_, data, self.attribution.copy(step=step))
+
+    def _on_gateway_lost(self, reason: str) -> None:
+        """Fail closed: without its gateway a networked sandbox is stopped, never left running."""
+        if self._closed:
+            return
+        self._emit("sandbox", {"action": "network_lost", "reason": reason})
+        self.close()
 
     def _emit(self, type_: str, data: dict[str, Any], attribution: Attribution | None = None) -> None:
         self._events.emit(Event(type_, self.id, attribution or self.attribution.copy(), data))

@@ -55,6 +55,7 @@ class Session:
         self.name = name
         self.lock = threading.Lock()
         self.shell_pid = shell_pid
+        self.step: int | None = None  # step of the command running now (processes it starts belong to it)
         self._in = in_fd
         self._out = out_fd
         self._pidfd = os.pidfd_open(shell_pid)

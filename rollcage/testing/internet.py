@@ -826,6 +826,10 @@ class SimulatedInternet:
     def connector(self) -> SimulatedConnector:
         return SimulatedConnector(self)
 
+    def connector_spec(self) -> dict[str, object]:
+        """How a gateway process reaches this internet: see ``rollcage.gateway.connectors``."""
+        return {"kind": "netns", "netns": str(self.netns_path), "names": dict(self.names)}
+
     def _connect(self, ip: str, port: int, timeout: float) -> socket.socket:
         try:
             family = socket.AF_INET6 if ipaddress.ip_address(ip).version == 6 else socket.AF_INET

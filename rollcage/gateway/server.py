@@ -1,0 +1,455 @@
+"""The egress gateway process: intercepts, judges and records every packet a sandbox sends out.
+
+It runs as its own process (``python -m rollcage.gateway.server``) so that its death is a
+clean signal: its listening sockets vanish, the nftables redirects in its namespace lead
+nowhere, and the supervisor, which sees the control channel close, stops every sandbox
+that depended on it. Listeners live in the gateway namespace (``rcgw-<supervisor pid>``);
+upstream sockets come from the connector, i.e. from the namespace the process started in
+or from a simulated internet.
+
+Control channel (a socketpair inherited as ``--control-fd``), JSON lines:
+supervisor → gateway ``{"op": "register", "id": n, "sandbox": {...}}``, ``{"op": "unregister",
+"id": n, "sandbox_id": ...}``; gateway → supervisor ``{"op": "ready"}``, ``{"op": "ok"|"error",
+"id": n}`` and ``{"op": "event", "sandbox_id": ..., "type": "flow"|"dns"|"net_drop", "data": {...}}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import ipaddress
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
+
+from rollcage.gateway import nft
+from rollcage.gateway.addressing import GATEWAY_DNS_PORT, GATEWAY_TCP_PORT
+from rollcage.gateway.connectors import Connector, connector_from_spec
+from rollcage.gateway.detect import (
+    DnsRateTracker,
+    ScanDetector,
+    destination_tags,
+    dns_tunnel_indicators,
+    is_internal,
+    is_mining_domain,
+    is_mining_port,
+)
+from rollcage.gateway.owner import SocketOwner, find_owner
+from rollcage.gateway.policy import NetworkPolicy
+from rollcage.gateway.protocols import MAX_INSPECT, Identification, identify
+from rollcage.gateway.relay import relay
+from rollcage.net.netns import NetnsSockets
+
+SO_ORIGINAL_DST = 80
+INSPECT_TIMEOUT_S = 1.0  # a client that says nothing (server-speaks-first protocols) is judged on its destination
+CONNECT_TIMEOUT_S = 10.0
+DROP_POLL_S = 2.0
+_RST = struct.pack("ii", 1, 0)
+
+
+@dataclass
+class SandboxEntry:
+    """What the gateway knows about one attached sandbox."""
+
+    sandbox_id: str
+    ip: str
+    ifname: str
+    policy: NetworkPolicy
+    init_pid: int
+    pids_file: str
+    resolved: dict[str, set[str]] = field(default_factory=dict)  # name -> addresses our resolver gave out
+    names_by_ip: dict[str, str] = field(default_factory=dict)
+    drops: dict[int, int] = field(default_factory=dict)  # ip protocol -> packets counted so far
+
+
+def original_destination(conn: socket.socket) -> tuple[str, int]:
+    raw = conn.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, 16)
+    port = struct.unpack_from("!H", raw, 2)[0]
+    return socket.inet_ntoa(raw[4:8]), port
+
+
+def reset(conn: socket.socket) -> None:
+    """Close with RST, so the client sees a refused connection, not a clean EOF."""
+    with contextlib.suppress(OSError):
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RST)
+    conn.close()
+
+
+def wire_indicators(ident: Identification, domain: str | None, dst_port: int, tags: set[str]) -> list[str]:
+    """The detections that the first bytes and the destination alone support."""
+    found = []
+    if ident.protocol == "stratum" or ident.fields.get("mining_method"):
+        found.append("stratum")
+    if ident.protocol == "ssh":
+        found.append("outbound_ssh")
+    if domain and is_mining_domain(domain):
+        found.append("mining_domain")
+    if is_mining_port(dst_port):
+        found.append("mining_port")
+    if is_internal(tags):
+        found.append("internal")
+    found.extend(sorted(t for t in tags if t in ("metadata", "host", "private", "link_local", "cgnat", "multicast")))
+    return found
+
+
+class GatewayServer:
+    def __init__(self, control: socket.socket, netns: Path, connector: Connector, host_addresses: list[str]) -> None:
+        self.control = control
+        self.netns = netns
+        self.connector = connector
+        self.host_addresses = host_addresses
+        self.by_id: dict[str, SandboxEntry] = {}
+        self.by_ip: dict[str, SandboxEntry] = {}
+        self.by_ifname: dict[str, SandboxEntry] = {}
+        self.scans = ScanDetector()
+        self.dns_rates = DnsRateTracker()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._ns = NetnsSockets(netns)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _spawn(self, coro: Any) -> None:
+        """Run a per-connection task, holding a reference until it ends."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- control channel ---------------------------------------------------------------
+
+    def send(self, message: dict[str, Any]) -> None:
+        assert self._writer is not None
+        self._writer.write(json.dumps(message, separators=(",", ":"), default=str).encode() + b"\n")
+
+    def event(self, entry: SandboxEntry, type_: str, data: dict[str, Any]) -> None:
+        self.send({"op": "event", "sandbox_id": entry.sandbox_id, "type": type_, "data": data})
+
+    async def serve_control(self) -> None:
+        reader, self._writer = await asyncio.open_connection(sock=self.control, limit=1 << 20)
+        self.send({"op": "ready"})
+        while line := await reader.readline():
+            try:
+                message = json.loads(line)
+                reply = self.handle_control(message)
+            except Exception as exc:  # a bad message gets an error reply, the gateway stays up
+                reply = {"op": "error", "error": f"{type(exc).__name__}: {exc}"}
+                with contextlib.suppress(Exception):
+                    reply["id"] = json.loads(line).get("id")
+            self.send(reply)
+            await self._writer.drain()
+        # the supervisor is gone: nothing may outlive it
+        raise SystemExit(0)
+
+    def handle_control(self, message: dict[str, Any]) -> dict[str, Any]:
+        op = message.get("op")
+        if op == "register":
+            spec = message["sandbox"]
+            entry = SandboxEntry(
+                sandbox_id=spec["sandbox_id"], ip=spec["ip"], ifname=spec["ifname"],
+                policy=NetworkPolicy.from_entries(spec["allow"]), init_pid=int(spec["init_pid"]),
+                pids_file=spec["pids_file"],
+            )  # fmt: skip
+            self.by_id[entry.sandbox_id] = entry
+            self.by_ip[entry.ip] = entry
+            self.by_ifname[entry.ifname] = entry
+        elif op == "unregister":
+            entry = self.by_id.pop(message["sandbox_id"], None)
+            if entry is not None:
+                self.by_ip.pop(entry.ip, None)
+                self.by_ifname.pop(entry.ifname, None)
+                self.scans.forget(entry.sandbox_id)
+                self.dns_rates.forget(entry.sandbox_id)
+        elif op != "ping":
+            raise ValueError(f"unknown op {op!r}")
+        return {"op": "ok", "id": message.get("id")}
+
+    # -- TCP interception --------------------------------------------------------------
+
+    async def serve_tcp(self) -> None:
+        loop = asyncio.get_running_loop()
+
+        def listener() -> socket.socket:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("0.0.0.0", GATEWAY_TCP_PORT))
+            sock.listen(4096)
+            sock.setblocking(False)
+            return sock
+
+        server = self._ns.call(listener)
+        while True:
+            conn, peer = await loop.sock_accept(server)
+            self._spawn(self.handle_connection(conn, peer))
+
+    async def handle_connection(self, conn: socket.socket, peer: tuple[str, int]) -> None:
+        loop = asyncio.get_running_loop()
+        entry = self.by_ip.get(peer[0])
+        if entry is None:
+            reset(conn)  # not from a sandbox we serve
+            return
+        try:
+            dst_ip, dst_port = original_destination(conn)
+        except OSError:
+            reset(conn)
+            return
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        owner_lookup = loop.run_in_executor(None, find_owner, entry.init_pid, entry.pids_file, "tcp", *peer)
+        head, ident = await self.read_head(conn)
+        domain = _claimed_name(ident) or entry.names_by_ip.get(dst_ip)
+        decision = entry.policy.decide(dst_ip, dst_port, domain, entry.resolved.get(domain or "", ()))
+        tags = destination_tags(dst_ip, self.host_addresses)
+        indicators = wire_indicators(ident, domain, dst_port, tags)
+        scan = self.scans.observe(entry.sandbox_id, dst_ip, dst_port, time.monotonic())
+        if scan:
+            indicators.append("scan")
+        owner = await _owner(owner_lookup)
+        flow = {
+            "dst_ip": dst_ip, "dst_port": dst_port, "domain": domain, "protocol": ident.protocol,
+            "decision": "allow" if decision.allow else "deny", "reason": decision.reason,
+            "indicators": indicators, "tags": sorted(tags), "details": _details(ident),
+            "src_port": peer[1], "bytes_out": 0, "bytes_in": 0, **_owner_fields(owner),
+        }  # fmt: skip
+        if scan:
+            flow["scan"] = scan
+        if not decision.allow:
+            reset(conn)
+            flow["phase"] = "denied"
+            flow["bytes_out_attempted"] = len(head)
+            self.event(entry, "flow", flow)
+            return
+        upstream = await self.connect_upstream(dst_ip, dst_port)
+        if isinstance(upstream, str):
+            reset(conn)
+            self.event(entry, "flow", {**flow, "phase": "failed", "reason": f"upstream: {upstream}"})
+            return
+        try:
+            if head:
+                await loop.sock_sendall(upstream, head)
+        except OSError as exc:
+            reset(conn)
+            reset(upstream)
+            self.event(entry, "flow", {**flow, "phase": "failed", "reason": f"upstream: {exc.strerror or exc}"})
+            return
+        self.event(entry, "flow", {**flow, "phase": "open"})
+        started = time.monotonic()
+
+        def done(bytes_out: int, bytes_in: int, error: str | None) -> None:
+            closed = {**flow, "phase": "closed", "bytes_out": bytes_out + len(head), "bytes_in": bytes_in,
+                      "duration_s": round(time.monotonic() - started, 6)}  # fmt: skip
+            if error:
+                closed["error"] = error
+            loop.call_soon_threadsafe(self.event, entry, "flow", closed)
+
+        relay(conn, upstream, done)
+
+    async def read_head(self, conn: socket.socket) -> tuple[bytes, Identification]:
+        """Read what the client sends first until the protocol is known (or it goes quiet)."""
+        loop = asyncio.get_running_loop()
+        head = b""
+        ident = identify(head)
+        deadline = loop.time() + INSPECT_TIMEOUT_S
+        while not ident.final and len(head) < MAX_INSPECT:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                chunk = await asyncio.wait_for(loop.sock_recv(conn, MAX_INSPECT - len(head)), remaining)
+            except (TimeoutError, OSError):
+                break
+            if not chunk:
+                break
+            head += chunk
+            ident = identify(head)
+        return head, ident
+
+    async def connect_upstream(self, ip: str, port: int) -> socket.socket | str:
+        loop = asyncio.get_running_loop()
+        try:
+            sock = self.connector.socket_for(ip)
+        except (OSError, ValueError) as exc:
+            return str(exc)
+        try:
+            await asyncio.wait_for(loop.sock_connect(sock, (ip, port)), CONNECT_TIMEOUT_S)
+        except TimeoutError:
+            sock.close()
+            return "connect timed out"
+        except OSError as exc:
+            sock.close()
+            return exc.strerror or str(exc)
+        return sock
+
+    # -- DNS ---------------------------------------------------------------------------
+
+    async def serve_dns(self) -> None:
+        loop = asyncio.get_running_loop()
+
+        def listener() -> socket.socket:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind(("0.0.0.0", GATEWAY_DNS_PORT))
+            sock.setblocking(False)
+            return sock
+
+        sock = self._ns.call(listener)
+        while True:
+            data, peer = await loop.sock_recvfrom(sock, 4096)
+            self._spawn(self.answer_dns(sock, data, peer))
+
+    async def answer_dns(self, sock: socket.socket, data: bytes, peer: tuple[str, int]) -> None:
+        loop = asyncio.get_running_loop()
+        entry = self.by_ip.get(peer[0])
+        if entry is None:
+            return
+        owner = await _owner(loop.run_in_executor(None, find_owner, entry.init_pid, entry.pids_file, "udp", *peer))
+        try:
+            query = dns.message.from_wire(data)
+            question = query.question[0]
+        except (dns.exception.DNSException, IndexError, ValueError):
+            malformed = {"qname": None, "qtype": None, "answer": [], "decision": "deny", "reason": "malformed query"}
+            self.event(entry, "dns", {**malformed, "bytes": len(data), **_owner_fields(owner)})
+            return
+        qname = question.name.to_text().rstrip(".").lower()
+        qtype = dns.rdatatype.to_text(question.rdtype)
+        response = dns.message.make_response(query)
+        response.flags |= dns.flags.RA
+        answer: list[str] = []
+        if entry.policy.allows_name(qname):
+            decision, reason = "allow", "name allowed by policy"
+            if question.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+                addresses = await loop.run_in_executor(None, self.connector.resolve, qname)
+                version = ":" if question.rdtype == dns.rdatatype.AAAA else "."
+                answer = [a for a in addresses if version in a]
+                if answer:
+                    response.answer.append(dns.rrset.from_text_list(question.name, 30, "IN", qtype, answer))
+                    entry.resolved.setdefault(qname, set()).update(answer)
+                    for address in answer:
+                        entry.names_by_ip[address] = qname
+                elif not addresses:
+                    response.set_rcode(dns.rcode.NXDOMAIN)
+        else:
+            decision, reason = "deny", "name not allowed by policy"
+            response.set_rcode(dns.rcode.REFUSED)
+        indicators = []
+        if is_mining_domain(qname):
+            indicators.append("mining_domain")
+        tunnel = dns_tunnel_indicators(qname)
+        if tunnel:
+            indicators.append("dns_tunnel")
+        rate = self.dns_rates.observe(entry.sandbox_id, time.monotonic())
+        if rate:
+            indicators.append("dns_rate")
+        with contextlib.suppress(OSError):
+            await loop.sock_sendto(sock, response.to_wire(), peer)
+        event = {"qname": qname, "qtype": qtype, "answer": answer, "decision": decision, "reason": reason,
+                 "indicators": indicators, **_owner_fields(owner)}  # fmt: skip
+        if tunnel:
+            event["tunnel"] = tunnel
+        if rate:
+            event["rate"] = rate
+        self.event(entry, "dns", event)
+
+    # -- everything else: dropped by nftables, counted here ----------------------------
+
+    async def poll_drops(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(DROP_POLL_S)
+            if not self.by_ifname:
+                continue
+            try:
+                counts = await loop.run_in_executor(None, nft.drop_counters, self.netns)
+            except (RuntimeError, OSError, ValueError):
+                continue
+            for (ifname, proto), packets in counts.items():
+                entry = self.by_ifname.get(ifname)
+                if entry is None:
+                    continue
+                new = packets - entry.drops.get(proto, 0)
+                if new > 0:
+                    entry.drops[proto] = packets
+                    name = nft.PROTOCOL_NAMES.get(proto, str(proto))
+                    self.event(entry, "net_drop", {"protocol": name, "count": new, "total": packets})
+
+    async def run(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.loop.set_default_executor(ThreadPoolExecutor(32, thread_name_prefix="rollcage-gw"))
+        tasks = [asyncio.create_task(c) for c in (self.serve_tcp(), self.serve_dns(), self.poll_drops())]
+        try:
+            await self.serve_control()
+        finally:
+            for task in tasks:
+                task.cancel()
+
+
+async def _owner(lookup: asyncio.Future[SocketOwner | None]) -> SocketOwner | None:
+    try:
+        return await asyncio.wait_for(lookup, 0.5)
+    except (TimeoutError, OSError):
+        return None
+
+
+def _claimed_name(ident: Identification) -> str | None:
+    """The name a client asked for (TLS SNI or HTTP Host); an address literal names nothing."""
+    name = ident.fields.get("sni") or ident.fields.get("host")
+    if not name:
+        return None
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        return str(name)
+    return None
+
+
+def _owner_fields(owner: SocketOwner | None) -> dict[str, Any]:
+    if owner is None:
+        return {"pid": None, "cmdline": None, "ancestors": []}
+    return {"pid": owner.pid, "cmdline": owner.cmdline, "ancestors": owner.ancestors}
+
+
+def _details(ident: Identification) -> dict[str, Any]:
+    """Protocol fields worth keeping in the event (SNI, Host, banner, mining login...)."""
+    return {k: v for k, v in ident.fields.items() if k != "head" and v not in (None, [], "")}
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--control-fd", type=int, required=True)
+    parser.add_argument("--netns", required=True, help="the gateway namespace (already set up)")
+    parser.add_argument("--connector", default='{"kind": "host"}', help="connector spec as JSON")
+    parser.add_argument("--host-addresses", default="[]", help="JSON list of the host's own addresses")
+    parser.add_argument("--parent", type=int, required=True, help="supervisor pid")
+    args = parser.parse_args(argv)
+    _die_with_parent()
+    if os.getppid() != args.parent:
+        sys.exit("rollcage gateway: supervisor already gone")
+    control = socket.socket(fileno=args.control_fd)
+    connector = connector_from_spec(json.loads(args.connector))
+    server = GatewayServer(control, Path(args.netns), connector, json.loads(args.host_addresses))
+    with contextlib.suppress(KeyboardInterrupt, SystemExit):
+        asyncio.run(server.run())
+    connector.close()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
