@@ -12,7 +12,16 @@ os.environ.setdefault("ROLLCAGE_RUNTIME_DIR", os.path.join(_ROOT, "run"))
 os.environ.setdefault("ROLLCAGE_STATE_DIR", os.path.join(_ROOT, "state"))
 os.environ.setdefault("ROLLCAGE_CGROUP_PARENT", f"rollcage-test-{os.getpid()}")
 
+from rollcage.net.netns import create_netns, list_netns, remove_netns  # noqa: E402
+
+# A second guard for network tests: every gateway started by the tests (also the CLI's shared
+# one) runs inside this namespace, which has loopback only, so nothing can leave the machine.
+OFFLINE_NETNS = f"rctest-offline-{os.getpid()}"
+create_netns(OFFLINE_NETNS)
+os.environ["ROLLCAGE_GATEWAY_OUTER_NETNS"] = OFFLINE_NETNS
+
 import contextlib  # noqa: E402
+import json  # noqa: E402
 import shutil  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 
@@ -20,6 +29,8 @@ import pytest  # noqa: E402
 
 from rollcage import Sandbox, SandboxConfig  # noqa: E402
 from rollcage.events import EventStore  # noqa: E402
+from rollcage.gateway.client import Gateway  # noqa: E402
+from rollcage.testing import SimulatedInternet  # noqa: E402
 from rollcage.sandbox.cgroups import existing_cgroup_names  # noqa: E402
 from rollcage.sandbox.gc import collect  # noqa: E402
 
@@ -33,6 +44,21 @@ def sandbox() -> Iterator[Sandbox]:
         yield sb
 
 
+@pytest.fixture(scope="session")
+def internet() -> Iterator[SimulatedInternet]:
+    """The simulated internet; the CLI's gateway is pointed at it too."""
+    with SimulatedInternet() as net:
+        os.environ["ROLLCAGE_GATEWAY_CONNECTOR"] = json.dumps(net.connector_spec())
+        yield net
+        os.environ.pop("ROLLCAGE_GATEWAY_CONNECTOR", None)
+
+
+@pytest.fixture(scope="session")
+def gateway(internet: SimulatedInternet) -> Iterator[Gateway]:
+    with Gateway(internet.connector_spec(), outer_netns=OFFLINE_NETNS) as gw:
+        yield gw
+
+
 @pytest.fixture
 def store(tmp_path) -> Iterator[EventStore]:
     s = EventStore(tmp_path / "events.db")
@@ -43,7 +69,11 @@ def store(tmp_path) -> Iterator[EventStore]:
 def pytest_sessionfinish(session, exitstatus) -> None:
     """Fail loudly if a test leaked cgroups, then clean up whatever is left."""
     leaked = existing_cgroup_names()
+    mine = f"-{os.getpid()}-"
+    leaked_netns = [n for n in list_netns() if mine in n and n.startswith(("rcgw-", "rcsim-"))]
     collect()
+    for name in [*leaked_netns, OFFLINE_NETNS]:
+        remove_netns(name)
     for name in [n for n in existing_cgroup_names()]:
         from rollcage.sandbox.cgroups import Cgroup
 
@@ -56,6 +86,6 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     for root in [CGROUP_ROOT] if is_v2() else list(CGROUP_ROOT.iterdir()):
         with contextlib.suppress(OSError):
             (root / parent).rmdir()
-    if leaked and exitstatus == 0:
+    if (leaked or leaked_netns) and exitstatus == 0:
         session.exitstatus = 1
-        print(f"\nLEAKED cgroups after tests: {sorted(leaked)}")
+        print(f"\nLEAKED after tests: cgroups {sorted(leaked)}, network namespaces {leaked_netns}")

@@ -9,7 +9,6 @@ the sandboxes fail closed, they never fall back to an unpoliced path.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import itertools
 import json
@@ -160,10 +159,10 @@ class Gateway:
 
     def detach(self, sandbox_id: str, slot: int) -> None:
         """Forget a sandbox; its link is deleted (and would vanish with its namespace anyway)."""
-        self._handlers.pop(sandbox_id, None)
-        if self._alive:
+        if self._alive:  # its last flow events arrive before the reply, so the handler stays until then
             with contextlib.suppress(GatewayError):
                 self._request({"op": "unregister", "sandbox_id": sandbox_id})
+        self._handlers.pop(sandbox_id, None)
         if self._ns is not None and not self._closed:
             with contextlib.suppress(Exception):
                 self._ns.call(lambda: _delete_link(SandboxLink.for_slot(slot).gateway_ifname))
@@ -233,6 +232,7 @@ def _add_gateway_side(link: SandboxLink, init_pid: int) -> None:
     try:
         with IPRoute() as ipr:
             ipr.link("add", ifname=link.gateway_ifname, kind="veth", peer={"ifname": SANDBOX_IFNAME, "net_ns_fd": fd})
+            _disable_ipv6(link.gateway_ifname)
             index = ipr.link_lookup(ifname=link.gateway_ifname)[0]
             ipr.addr("add", index=index, address=link.gateway_ip, prefixlen=link.prefixlen)
             ipr.link("set", index=index, state="up")
@@ -240,7 +240,14 @@ def _add_gateway_side(link: SandboxLink, init_pid: int) -> None:
         os.close(fd)
 
 
+def _disable_ipv6(ifname: str) -> None:
+    """IPv4 only on sandbox links: no neighbour discovery chatter, no unpoliced second stack."""
+    with contextlib.suppress(OSError):  # /proc/sys/net follows the calling thread's namespace
+        Path(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6").write_text("1")
+
+
 def _configure_sandbox_side(link: SandboxLink) -> None:
+    _disable_ipv6(SANDBOX_IFNAME)
     with IPRoute() as ipr:
         index = ipr.link_lookup(ifname=SANDBOX_IFNAME)[0]
         ipr.addr("add", index=index, address=link.sandbox_ip, prefixlen=link.prefixlen)
@@ -284,5 +291,13 @@ def shared_gateway() -> Gateway:
             except ValueError:
                 raise GatewayError(f"ROLLCAGE_GATEWAY_CONNECTOR is not JSON: {spec!r}") from None
             _shared = Gateway(connector, outer_netns=os.environ.get("ROLLCAGE_GATEWAY_OUTER_NETNS") or None)
-            atexit.register(_shared.close)
         return _shared
+
+
+def close_shared_gateway() -> None:
+    """Stop the process-wide gateway (at exit, after the sandboxes that use it)."""
+    global _shared
+    with _shared_lock:
+        if _shared is not None:
+            _shared.close()
+            _shared = None

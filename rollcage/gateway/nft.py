@@ -1,11 +1,12 @@
 """The nftables ruleset of the gateway namespace.
 
-Everything a sandbox sends arrives on its ``rcg*`` link in the gateway namespace. TCP is
-redirected to the gateway's interceptor, UDP/53 to its resolver; nothing is ever
-forwarded (forward policy drop, and forwarding is off), and all other traffic is dropped
-and counted per link and protocol in a dynamic set that the gateway reads for
-``net_drop`` events. If the gateway process dies, its ports close: redirected traffic
-gets refused and nothing else had a path anyway — the namespace fails closed.
+Everything a sandbox sends arrives on its ``rcg*`` link in the gateway namespace. IPv4 TCP is
+redirected to the gateway's interceptor, UDP/53 to its resolver; all other traffic is
+dropped as it arrives (prerouting, before routing could consider it) and counted per
+link and protocol in a dynamic set that the gateway reads for ``net_drop`` events.
+Nothing is ever forwarded (forward policy drop, and forwarding is off). If the gateway
+process dies, its ports close: redirected traffic gets refused and nothing else had a
+path anyway — the namespace fails closed.
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ table inet {TABLE} {{
         counter
         size 65536
     }}
+    chain screen {{
+        type filter hook prerouting priority raw; policy accept;
+        iifname "rcg*" meta nfproto ipv4 meta l4proto tcp accept
+        iifname "rcg*" meta nfproto ipv4 udp dport 53 accept
+        iifname "rcg*" add @drops {{ iifname . meta l4proto }} drop
+    }}
     chain prerouting {{
         type nat hook prerouting priority dstnat; policy accept;
         iifname "rcg*" meta nfproto ipv4 meta l4proto tcp redirect to :{GATEWAY_TCP_PORT}
@@ -37,11 +44,10 @@ table inet {TABLE} {{
         ct state established,related accept
         iifname "rcg*" meta nfproto ipv4 tcp dport {GATEWAY_TCP_PORT} ct status dnat accept
         iifname "rcg*" meta nfproto ipv4 udp dport {GATEWAY_DNS_PORT} ct status dnat accept
-        iifname "rcg*" add @drops {{ iifname . meta l4proto }} drop
+        iifname "rcg*" drop
     }}
     chain forward {{
         type filter hook forward priority filter; policy drop;
-        iifname "rcg*" add @drops {{ iifname . meta l4proto }} drop
     }}
 }}
 """

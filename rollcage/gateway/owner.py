@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rollcage.sandbox.procs import parent_pid
+from rollcage.sandbox.procs import parent_pid, start_ticks
 
 
 @dataclass(frozen=True)
@@ -51,16 +51,19 @@ def socket_inode(init_pid: int, protocol: str, ip: str, port: int) -> int | None
     return fallback
 
 
-def owner_of_inode(inode: int, pids: list[int]) -> int | None:
+def holders_of_inode(inode: int, pids: list[int]) -> list[int]:
+    """Every pid with ``socket:[inode]`` among its open files (children inherit sockets)."""
     target = f"socket:[{inode}]"
+    found = []
     for pid in pids:
         fd_dir = f"/proc/{pid}/fd"
         with contextlib.suppress(OSError):
             for fd in os.listdir(fd_dir):
                 with contextlib.suppress(OSError):
                     if os.readlink(f"{fd_dir}/{fd}") == target:
-                        return pid
-    return None
+                        found.append(pid)
+                        break
+    return found
 
 
 def cmdline_of(pid: int) -> str:
@@ -94,8 +97,9 @@ def find_owner(init_pid: int, pids_file: str, protocol: str, ip: str, port: int)
         pids = [int(p) for p in Path(pids_file).read_text().split()]
     except (OSError, ValueError):
         return None
-    pids.sort(reverse=True)  # the newest processes are the likeliest owners
-    pid = owner_of_inode(inode, pids)
-    if pid is None:
+    holders = holders_of_inode(inode, pids)
+    if not holders:
         return None
+    # The oldest holder opened it; the others inherited it (``exec 3<>/dev/tcp/...; cat <&3``).
+    pid = min(holders, key=lambda p: (start_ticks(p) or 0, p))
     return SocketOwner(pid, cmdline_of(pid), ancestors_of(pid, init_pid))

