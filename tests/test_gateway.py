@@ -220,3 +220,46 @@ def test_gateway_death_stops_its_sandboxes_and_no_connection_gets_through(
             sb.close()
     lost = recorder.of("sandbox", action="network_lost")
     assert lost and "died" in lost[0]["reason"]
+
+
+def test_cli_allow_records_flows_and_dns_in_the_events_file(internet: SimulatedInternet, tmp_path) -> None:
+    """``rollcage sandbox run --allow`` (its gateway pointed at the simulated internet by conftest)."""
+    import json
+    import subprocess
+    import sys
+
+    events = tmp_path / "events.jsonl"
+    script = (
+        "curl -sS -m 10 http://pypi.org/simple/ >/dev/null && echo allowed; "
+        "curl -s -m 5 http://203.0.113.10:3333/ || echo denied"
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "rollcage.cli.main", "sandbox", "run", "--allow", "pypi.org", "--events", str(events),
+         "--", script],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["allowed", "denied"]
+    records = [json.loads(line) for line in events.read_text().splitlines()]
+    flows = [e for e in records if e["type"] == "flow"]
+    assert {(f["dst_port"], f["decision"]) for f in flows} >= {(80, "allow"), (3333, "deny")}
+    assert any(e["type"] == "dns" and e["qname"] == "pypi.org" for e in records)
+
+
+def test_gc_removes_network_namespaces_of_dead_supervisors() -> None:
+    from rollcage.net.netns import create_netns, list_netns
+    from rollcage.sandbox.gc import collect
+
+    dead = 4_000_000  # above pid_max: no such process
+    create_netns(f"rcgw-{dead}-0")
+    create_netns(f"rcgw-{os.getpid()}-999")  # ours, alive: must stay
+    try:
+        report = collect()
+        assert f"rcgw-{dead}-0" in report.network_namespaces
+        assert f"rcgw-{dead}-0" not in list_netns()
+        assert f"rcgw-{os.getpid()}-999" in list_netns()
+    finally:
+        from rollcage.net.netns import remove_netns
+
+        remove_netns(f"rcgw-{dead}-0")
+        remove_netns(f"rcgw-{os.getpid()}-999")

@@ -32,6 +32,16 @@ def sandbox_run(
     events: Annotated[Path | None, typer.Option(help="append events as JSON lines here")] = None,
     rootfs: Annotated[Path | None, typer.Option(help="root directory instead of the host's")] = None,
     env: Annotated[list[str] | None, typer.Option(help="KEY=VALUE passed into the sandbox")] = None,
+    allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="let traffic to ENTRY out through the egress gateway (domain, *.domain, host:port, "
+            "CIDR[:port]); repeatable"
+        ),
+    ] = None,
+    net: Annotated[
+        bool, typer.Option("--net", help="route through the egress gateway even with nothing allowed (record attempts)")
+    ] = False,
 ) -> None:
     """Run COMMAND in a fresh sandbox, stream its output, exit with its exit code."""
     from rollcage.events import Fanout, JsonlSink
@@ -48,7 +58,10 @@ def sandbox_run(
     text = command[0] if len(command) == 1 else shlex.join(command)
     try:
         require_root()
-        config = build_config(memory=memory, cpus=cpus, pids=pids, timeout=timeout, rootfs=rootfs, env=pairs)
+        network = list(allow or []) if (allow or net) else None
+        config = build_config(
+            memory=memory, cpus=cpus, pids=pids, timeout=timeout, rootfs=rootfs, env=pairs, network=network
+        )
         sink = Fanout(default_store(), JsonlSink(events)) if events else default_store()
         with Sandbox(config, events=sink) as sandbox:
             result = sandbox.run(text, on_output=_stream)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from rollcage.net.netns import NetnsSockets
+from rollcage.net.netns import NetnsSwitch
 
 
 class Connector(Protocol):
@@ -35,8 +36,8 @@ def _family(ip: str) -> int:
     return socket.AF_INET6 if ipaddress.ip_address(ip).version == 6 else socket.AF_INET
 
 
-def _new_socket(ip: str) -> socket.socket:
-    sock = socket.socket(_family(ip), socket.SOCK_STREAM)
+def _new_socket(ip: str, make: Callable[[int, int], socket.socket] = socket.socket) -> socket.socket:
+    sock = make(_family(ip), socket.SOCK_STREAM)
     sock.setblocking(False)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
@@ -47,17 +48,17 @@ class NetnsConnector:
 
     def __init__(self, netns: str | Path, names: dict[str, str]) -> None:
         self._names = {k.rstrip(".").lower(): v for k, v in names.items()}
-        self._sockets = NetnsSockets(netns)
+        self._switch = NetnsSwitch(netns)
 
     def resolve(self, name: str) -> list[str]:
         ip = self._names.get(name.rstrip(".").lower())
         return [ip] if ip else []
 
     def socket_for(self, ip: str) -> socket.socket:
-        return self._sockets.call(lambda: _new_socket(ip))
+        return _new_socket(ip, self._switch.socket)
 
     def close(self) -> None:
-        self._sockets.close()
+        self._switch.close()
 
 
 class HostConnector:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rollcage.sandbox.procs import parent_pid, start_ticks
+from rollcage.gateway.sockdiag import SockDiag
+from rollcage.sandbox.procs import parent_pid
 
 
 @dataclass(frozen=True)
@@ -51,19 +53,27 @@ def socket_inode(init_pid: int, protocol: str, ip: str, port: int) -> int | None
     return fallback
 
 
-def holders_of_inode(inode: int, pids: list[int]) -> list[int]:
-    """Every pid with ``socket:[inode]`` among its open files (children inherit sockets)."""
+def holds_inode(pid: int, target: str) -> bool:
+    fd_dir = f"/proc/{pid}/fd"
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(fd_dir):
+            with contextlib.suppress(OSError):
+                if os.readlink(f"{fd_dir}/{fd}") == target:
+                    return True
+    return False
+
+
+def oldest_holder(inode: int, pids: list[int], init_pid: int) -> int | None:
+    """The process that opened socket ``inode``: the first holder found (newest pids first),
+    then up its ancestors while they hold it too (children inherit sockets from parents)."""
     target = f"socket:[{inode}]"
-    found = []
-    for pid in pids:
-        fd_dir = f"/proc/{pid}/fd"
-        with contextlib.suppress(OSError):
-            for fd in os.listdir(fd_dir):
-                with contextlib.suppress(OSError):
-                    if os.readlink(f"{fd_dir}/{fd}") == target:
-                        found.append(pid)
-                        break
-    return found
+    pid = next((p for p in sorted(pids, reverse=True) if holds_inode(p, target)), None)
+    while pid is not None:
+        parent = parent_pid(pid)
+        if parent is None or parent <= 1 or parent == init_pid or not holds_inode(parent, target):
+            return pid
+        pid = parent
+    return None
 
 
 def cmdline_of(pid: int) -> str:
@@ -88,18 +98,31 @@ def ancestors_of(pid: int, stop: int, limit: int = 64) -> list[int]:
     return chain
 
 
-def find_owner(init_pid: int, pids_file: str, protocol: str, ip: str, port: int) -> SocketOwner | None:
-    """The process of the sandbox (pids listed in ``pids_file``) that owns ``ip:port``."""
-    inode = socket_inode(init_pid, protocol, ip, port)
+def find_owner(
+    init_pid: int,
+    pids_file: str,
+    protocol: str,
+    ip: str,
+    port: int,
+    dst: tuple[str, int] | None = None,
+    diag: SockDiag | None = None,
+) -> SocketOwner | None:
+    """The process of the sandbox (pids listed in ``pids_file``) that owns ``ip:port``.
+
+    With ``diag`` (a sock_diag socket in the sandbox's namespace) and the destination, the
+    socket is found by exact lookup; otherwise by reading the namespace's socket table.
+    """
+    if diag is not None and dst is not None and protocol == "tcp":
+        inode = diag.inode(socket.IPPROTO_TCP, (ip, port), dst)
+    else:
+        inode = socket_inode(init_pid, protocol, ip, port)
     if inode is None:
         return None
     try:
         pids = [int(p) for p in Path(pids_file).read_text().split()]
     except (OSError, ValueError):
         return None
-    holders = holders_of_inode(inode, pids)
-    if not holders:
+    pid = oldest_holder(inode, pids, init_pid)  # ``exec 3<>/dev/tcp/..; cat <&3``: the shell, not cat
+    if pid is None:
         return None
-    # The oldest holder opened it; the others inherited it (``exec 3<>/dev/tcp/...; cat <&3``).
-    pid = min(holders, key=lambda p: (start_ticks(p) or 0, p))
     return SocketOwner(pid, cmdline_of(pid), ancestors_of(pid, init_pid))

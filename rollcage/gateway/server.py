@@ -55,7 +55,8 @@ from rollcage.gateway.owner import SocketOwner, find_owner
 from rollcage.gateway.policy import NetworkPolicy
 from rollcage.gateway.protocols import MAX_INSPECT, Identification, identify
 from rollcage.gateway.relay import relay
-from rollcage.net.netns import NetnsSockets
+from rollcage.gateway.sockdiag import SockDiag
+from rollcage.net.netns import NetnsSockets, run_in_netns
 
 SO_ORIGINAL_DST = 80
 INSPECT_TIMEOUT_S = 1.0  # a client that says nothing (server-speaks-first protocols) is judged on its destination
@@ -78,6 +79,7 @@ class SandboxEntry:
     names_by_ip: dict[str, str] = field(default_factory=dict)
     drops: dict[int, int] = field(default_factory=dict)  # ip protocol -> packets counted so far
     relays: dict[int, tuple[asyncio.Future[None], socket.socket, socket.socket]] = field(default_factory=dict)
+    diag: SockDiag | None = None  # sock_diag socket inside the sandbox's namespace, for owner lookups
 
 
 def original_destination(conn: socket.socket) -> tuple[str, int]:
@@ -125,12 +127,22 @@ class GatewayServer:
         self._writer: asyncio.StreamWriter | None = None
         self._ns = NetnsSockets(netns)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._tag_cache: dict[str, set[str]] = {}
 
     def _spawn(self, coro: Any) -> None:
         """Run a per-connection task, holding a reference until it ends."""
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def tags_of(self, ip: str) -> set[str]:
+        """``destination_tags`` with a small cache: the same few upstreams recur constantly."""
+        tags = self._tag_cache.get(ip)
+        if tags is None:
+            if len(self._tag_cache) > 4096:
+                self._tag_cache.clear()
+            tags = self._tag_cache[ip] = destination_tags(ip, self.host_addresses)
+        return set(tags)
 
     # -- control channel ---------------------------------------------------------------
 
@@ -179,12 +191,16 @@ class GatewayServer:
                 policy=NetworkPolicy.from_entries(spec["allow"]), init_pid=int(spec["init_pid"]),
                 pids_file=spec["pids_file"],
             )  # fmt: skip
+            with contextlib.suppress(OSError):
+                entry.diag = run_in_netns(f"/proc/{entry.init_pid}/ns/net", SockDiag)
             self.by_id[entry.sandbox_id] = entry
             self.by_ip[entry.ip] = entry
             self.by_ifname[entry.ifname] = entry
         elif op == "unregister":
             entry = self.by_id.pop(message["sandbox_id"], None)
             if entry is not None:
+                if entry.diag is not None:
+                    entry.diag.close()
                 self.by_ip.pop(entry.ip, None)
                 self.by_ifname.pop(entry.ifname, None)
                 self.scans.forget(entry.sandbox_id)
@@ -224,11 +240,11 @@ class GatewayServer:
             return
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # Right away, on the loop: a client that sends and exits loses its socket's owner within microseconds.
-        owner = find_owner(entry.init_pid, entry.pids_file, "tcp", *peer)
+        owner = find_owner(entry.init_pid, entry.pids_file, "tcp", *peer, dst=(dst_ip, dst_port), diag=entry.diag)
         head, ident = await self.read_head(conn)
         domain = _claimed_name(ident) or entry.names_by_ip.get(dst_ip)
         decision = entry.policy.decide(dst_ip, dst_port, domain, entry.resolved.get(domain or "", ()))
-        tags = destination_tags(dst_ip, self.host_addresses)
+        tags = self.tags_of(dst_ip)
         indicators = wire_indicators(ident, domain, dst_port, tags)
         scan = self.scans.observe(entry.sandbox_id, dst_ip, dst_port, time.monotonic())
         if scan:

@@ -90,6 +90,32 @@ def run_in_netns(path: str | Path, fn: Callable[[], T]) -> T:
     return result.result()
 
 
+class NetnsSwitch:
+    """Create sockets in another namespace from the calling thread, by stepping in and out.
+
+    Cheaper than handing the job to a parked thread (no thread hop, no GIL hand-off), for
+    hot paths such as the gateway's upstream connects. Only the calling thread moves, and
+    only for the duration of one ``socket()`` call.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self._target = os.open(netns_path(path), os.O_RDONLY | os.O_CLOEXEC)
+
+    def socket(self, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM) -> socket.socket:
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            setns(self._target)
+            try:
+                return socket.socket(family, type)
+            finally:
+                setns(home)  # if this failed the thread would stay in the wrong namespace: let it raise
+        finally:
+            os.close(home)
+
+    def close(self) -> None:
+        os.close(self._target)
+
+
 class NetnsSockets:
     """A thread parked in one network namespace that creates sockets on request."""
 

@@ -12,6 +12,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rollcage.net.netns import list_netns, remove_netns
 from rollcage.sandbox.cgroups import Cgroup, existing_cgroup_names
 from rollcage.sandbox.paths import sandboxes_dir, workspaces_dir
 from rollcage.sandbox.procs import start_ticks
@@ -25,10 +26,14 @@ class GcReport:
     cgroups: list[str] = field(default_factory=list)
     directories: list[str] = field(default_factory=list)
     uid_leases: list[int] = field(default_factory=list)
+    network_namespaces: list[str] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
-        return not (self.sandboxes or self.processes or self.cgroups or self.directories or self.uid_leases)
+        return not (
+            self.sandboxes or self.processes or self.cgroups or self.directories or self.uid_leases
+            or self.network_namespaces
+        )  # fmt: skip
 
     def lines(self) -> list[str]:
         out = [f"sandbox {s}" for s in self.sandboxes]
@@ -37,6 +42,7 @@ class GcReport:
         out += [f"cgroup {c}" for c in self.cgroups]
         out += [f"directory {d}" for d in self.directories]
         out += [f"uid lease {u}" for u in self.uid_leases]
+        out += [f"network namespace {n} (and its veths)" for n in self.network_namespaces]
         return out
 
 
@@ -92,7 +98,24 @@ def collect() -> GcReport:
         if owner not in live:
             release_uid(uid)
             report.uid_leases.append(uid)
+    for name in list_netns():
+        owner_pid = _netns_owner(name)
+        if owner_pid is not None and not Path(f"/proc/{owner_pid}").exists():
+            remove_netns(name)  # deleting a namespace deletes the veth ends inside it, and so their peers
+            report.network_namespaces.append(name)
     return report
+
+
+_NETNS_PREFIXES = ("rcgw-", "rcsim-", "rctest-offline-")
+
+
+def _netns_owner(name: str) -> int | None:
+    """The pid of the process that named a rollcage namespace (``rcgw-<pid>-<n>``), if it is one."""
+    for prefix in _NETNS_PREFIXES:
+        if name.startswith(prefix):
+            digits = name[len(prefix) :].split("-")[0]
+            return int(digits) if digits.isdigit() else None
+    return None
 
 
 def _remove(path: Path) -> None:
