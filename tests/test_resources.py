@@ -29,7 +29,8 @@ def test_fork_bomb_is_contained_and_host_stays_responsive() -> None:
         start = time.monotonic()
         subprocess.run(["true"], check=True)
         assert time.monotonic() - start < 1.0
-        assert sb.run("echo builtins still answer").output.endswith("builtins still answer\n")
+        # the bomb's survivors may still print "fork: retry" into the same session output
+        assert "builtins still answer\n" in sb.run("echo builtins still answer").output
     finally:
         start = time.monotonic()
         sb.close()
