@@ -26,7 +26,7 @@ def test_sandbox_run_streams_output_and_exits_with_the_command_code(tmp_path: Pa
     records = [json.loads(line) for line in events.read_text().splitlines()]
     assert [(e["type"], e.get("action")) for e in records] == [
         ("sandbox", "created"),
-        ("command", None),
+        ("command_finished", None),
         ("sandbox", "stopped"),
     ]
     assert records[1]["command"] == "echo out; echo err >&2; exit 3" and records[1]["exit_code"] == 3

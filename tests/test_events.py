@@ -23,7 +23,7 @@ def test_sandbox_and_command_events_carry_attribution(store: EventStore, tmp_pat
         sb.run("sleep 5", step=3, timeout=0.2)
     sink.close()
     events = store.query(sandbox_id=sb.id)
-    assert [e["type"] for e in events] == ["sandbox", "command", "command", "command", "sandbox"]
+    assert [e["type"] for e in events] == ["sandbox", "command_finished", "command_finished", "command_finished", "sandbox"]
     created, one, four, slow, stopped = events
     assert created["action"] == "created" and created["config"]["memory"] == 256 * 1024**2
     assert stopped["action"] == "stopped"

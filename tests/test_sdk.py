@@ -221,5 +221,5 @@ def test_different_sessions_run_in_parallel_and_keep_their_own_step(store) -> No
         elapsed = time.monotonic() - start
     assert {n: r.output for n, r in results.items()} == {"s0": "s0\n", "s1": "s1\n", "s2": "s2\n"}
     assert elapsed < 1.5  # three 0.6 s commands overlapped (sessions are started lazily)
-    steps = {e["session"]: e["step"] for e in store.query(type="command")}
+    steps = {e["session"]: e["step"] for e in store.query(type="command_finished")}
     assert steps == {"s0": 0, "s1": 1, "s2": 2}

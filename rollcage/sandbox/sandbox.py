@@ -278,7 +278,7 @@ class Sandbox:
                     if self._sessions.get(session) is shell:
                         del self._sessions[session]
                 result = replace(result, session_restarted=True)
-        self._emit("command", {
+        self._emit("command_finished", {
             "command": command, "session": session, "exit_code": result.exit_code,
             "duration_s": round(result.duration_s, 6), "timed_out": result.timed_out,
             "truncated": result.truncated, "output_bytes": result.output_bytes,
