@@ -1,0 +1,5 @@
+#!/bin/bash
+# reference solution
+set -e
+cd /work
+find /work/build -type f -name "*.tmp" -delete

@@ -1,0 +1,5 @@
+#!/bin/bash
+# reference solution
+set -e
+cd /work
+grep -ci error /work/app.log > /work/answer.txt

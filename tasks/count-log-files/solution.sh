@@ -1,0 +1,5 @@
+#!/bin/bash
+# reference solution
+set -e
+cd /work
+find /work/logs -type f -name "*.log" | wc -l > /work/answer.txt

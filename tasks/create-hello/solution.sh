@@ -1,0 +1,5 @@
+#!/bin/bash
+# reference solution
+set -e
+cd /work
+echo "Hello, rollcage!" > /work/hello.txt

@@ -1,0 +1,3 @@
+from mathutil import sum_all
+
+print(f'total={sum_all([10, 20, 30])}')

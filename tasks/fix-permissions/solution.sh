@@ -1,0 +1,5 @@
+#!/bin/bash
+# reference solution
+set -e
+cd /work
+chmod u+x /work/scripts/deploy.sh && chmod 600 /work/secret.txt

@@ -1,0 +1,3 @@
+#!/bin/bash
+# verifier: exits 0 when the task is solved
+printf "api\nworker\n" | cmp -s - /work/scaled.txt

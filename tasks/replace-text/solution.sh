@@ -1,0 +1,5 @@
+#!/bin/bash
+# reference solution
+set -e
+cd /work
+sed -i 's/foo/bar/g' /work/config.ini

@@ -1,0 +1,5 @@
+#!/bin/bash
+# reference solution
+set -e
+cd /work
+tac /work/poem.txt > /work/reversed.txt
