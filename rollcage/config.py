@@ -10,7 +10,7 @@ import os
 import posixpath
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
@@ -61,6 +61,25 @@ class SandboxConfig(BaseModel):
         description="egress policy; None keeps the sandbox on loopback only, a policy (even an empty "
         "one: deny all) gives it a path through the egress gateway, where every attempt is recorded",
     )
+
+    mode: Literal["off", "monitor", "enforce"] = Field(
+        default="monitor",
+        description="runtime monitor: 'monitor' records events and alerts, 'enforce' also acts on them "
+        "(block, kill, freeze, stop, end episode), 'off' runs no sensors or rules",
+    )
+    rules: tuple[Path, ...] = Field(default=(), description="extra rule files, loaded after the shipped ones")
+    gpu_memory_budget: ByteSize | None = Field(default=None, ge=0, description="GPU memory the sandbox may use")
+    gpu_commands: tuple[str, ...] = Field(
+        default=(), description="glob patterns of command lines the task starts for GPU work; other GPU use is diverted"
+    )
+
+    @field_validator("rules")
+    @classmethod
+    def _rules_exist(cls, value: tuple[Path, ...]) -> tuple[Path, ...]:
+        for path in value:
+            if not Path(path).is_file():
+                raise ValueError(f"rule file {str(path)!r} does not exist")
+        return tuple(Path(p).resolve() for p in value)
 
     @field_validator("network", mode="before")
     @classmethod

@@ -52,7 +52,7 @@ from rollcage.gateway.detect import (
     is_mining_port,
 )
 from rollcage.gateway.owner import SocketOwner, find_owner
-from rollcage.gateway.policy import NetworkPolicy
+from rollcage.gateway.policy import Decision, NetworkPolicy
 from rollcage.gateway.protocols import MAX_INSPECT, Identification, identify
 from rollcage.gateway.relay import relay
 from rollcage.gateway.sockdiag import SockDiag
@@ -244,6 +244,9 @@ class GatewayServer:
         head, ident = await self.read_head(conn)
         domain = _claimed_name(ident) or entry.names_by_ip.get(dst_ip)
         decision = entry.policy.decide(dst_ip, dst_port, domain, entry.resolved.get(domain or "", ()))
+        if decision.allow and (ident.protocol == "stratum" or ident.fields.get("mining_method")):
+            # No policy entry can allow mining: a pool behind an allowed name or address is still a pool.
+            decision = Decision(False, "mining protocol on the wire", decision.matched)
         tags = self.tags_of(dst_ip)
         indicators = wire_indicators(ident, domain, dst_port, tags)
         scan = self.scans.observe(entry.sandbox_id, dst_ip, dst_port, time.monotonic())

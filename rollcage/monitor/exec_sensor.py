@@ -141,7 +141,8 @@ class StepTracker:
         step = self._inherited(parent, ts_ns)
         if step is not _UNKNOWN:
             with self._lock:
-                self._steps[child] = step  # type: ignore[assignment]
+                if child not in self._shells:  # a shell named before its fork event arrived stays a shell
+                    self._steps[child] = step  # type: ignore[assignment]
 
     def on_exec(self, pid: int, ppid: int | None = None, ts_ns: int | None = None) -> int | None:
         """Record an exec (keeps a known step; else derives it from the parent) and return the step."""
@@ -175,11 +176,11 @@ class StepTracker:
 
     def _inherited(self, parent: int, ts_ns: int | None) -> int | object | None:
         with self._lock:
-            if parent in self._steps:
-                return self._steps[parent]
             if parent in self._shells:
                 index = len(self._times) - 1 if ts_ns is None else bisect.bisect_right(self._times, ts_ns) - 1
                 return self._values[max(index, 0)]
+            if parent in self._steps:
+                return self._steps[parent]
         return _UNKNOWN
 
 

@@ -159,10 +159,17 @@ class Cgroup:
             time.sleep(0.005)
 
     def _freeze(self, frozen: bool) -> None:
-        if self.freezer_dir is None:
-            return
         with contextlib.suppress(OSError):
+            self.freeze(frozen)
+
+    def freeze(self, frozen: bool = True) -> None:
+        """Stop (or resume) every process of the cgroup where it stands (the cgroup freezer)."""
+        if self.v2:
+            _write(self.dirs[0] / "cgroup.freeze", 1 if frozen else 0)
+        elif self.freezer_dir is not None:
             _write(self.freezer_dir / "freezer.state", "FROZEN" if frozen else "THAWED")
+        else:
+            raise HostError("the cgroup freezer is not available on this host")
 
     def remove(self, timeout: float = 2.0) -> list[Path]:
         """rmdir every hierarchy's directory (retrying while exiting tasks leave).

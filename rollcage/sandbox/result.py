@@ -24,6 +24,7 @@ class CommandResult:
     output_bytes: int = 0
     session: str = "default"
     session_restarted: bool = False
+    blocked: bool = False  # the runtime monitor refused to run it (enforce mode); output says why
 
     @property
     def ok(self) -> bool:

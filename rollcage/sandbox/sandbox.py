@@ -42,8 +42,10 @@ from rollcage.sandbox.uids import UID_BASE, lease_uid, release_uid
 
 if TYPE_CHECKING:
     from rollcage.gateway.client import Gateway
+    from rollcage.monitor.hub import SandboxMonitor
 
 DEFAULT_SESSION = "default"
+BLOCKED_EXIT_CODE = 126  # "command found but not executable", as shells report a refused command
 _UNTAGGED = object()
 _START_TIMEOUT_S = 10.0
 _open_sandboxes: weakref.WeakSet[Sandbox] = weakref.WeakSet()
@@ -70,7 +72,14 @@ class Sandbox:
         self.config = config or SandboxConfig()
         self.id = "sb-" + secrets.token_hex(6)
         self.attribution = Attribution(run_id=run_id, episode_id=episode_id)
-        self._events = events if events is not None else default_sink()
+        self._events: EventSink = events if events is not None else default_sink()
+        self.monitor: SandboxMonitor | None = None
+        self._frozen: str | None = None
+        if self.config.mode != "off":
+            from rollcage.monitor.hub import SandboxMonitor
+
+            self.monitor = SandboxMonitor(self, self._events)
+            self._events = self.monitor  # every event passes the rules on its way to the sink
         self._lock = threading.RLock()
         self._sessions: dict[str, Session] = {}
         self._closed = False
@@ -170,6 +179,8 @@ class Sandbox:
         self.files = SandboxFiles(self.agent_pid, self.uid)
         if self.config.network is not None:
             self._attach_network()
+        if self.monitor is not None:
+            self.monitor.start()
         self._session(DEFAULT_SESSION)
 
     def _attach_network(self) -> None:
@@ -197,6 +208,8 @@ class Sandbox:
 
     def _teardown(self) -> None:
         self._closed = True
+        if self.monitor is not None:
+            self.monitor.close()
         if self._gateway is not None and self.uid >= 0 and self.config.network is not None:
             self._gateway.detach(self.id, self.uid - UID_BASE)
         for session in self._sessions.values():
@@ -263,6 +276,9 @@ class Sandbox:
         with shell.lock:  # one command at a time per session; sessions run in parallel
             self._check_open()
             shell.step = attribution.step
+            refused = self._refuse(command, attribution)
+            if refused is not None:
+                return refused
             result = shell.run(
                 command,
                 timeout=timeout or self.config.timeout,
@@ -285,8 +301,47 @@ class Sandbox:
         }, attribution)  # fmt: skip
         return result
 
+    def _refuse(self, command: str, attribution: Attribution) -> CommandResult | None:
+        """The monitor's say before a command runs: a blocked command never starts."""
+        message = None
+        if self._frozen is not None:
+            message = f"rollcage: sandbox is frozen ({self._frozen}); no command can run\n"
+        elif self.monitor is not None:
+            self.monitor.set_step(attribution.step)
+            verdict = self.monitor.before_command(command, attribution)
+            if verdict.blocked:
+                message = verdict.message
+        if message is None:
+            return None
+        finished = {"command": command, "exit_code": BLOCKED_EXIT_CODE, "blocked": True, "duration_s": 0.0,
+                    "timed_out": False, "truncated": False}  # fmt: skip
+        self._emit("command_finished", finished, attribution)
+        return CommandResult(BLOCKED_EXIT_CODE, message, False, 0.0, False, len(message), blocked=True)
+
+    def freeze(self, reason: str) -> None:
+        """Stop every process where it stands (cgroup freezer); commands are refused from now on."""
+        self.cgroup.freeze(True)
+        self._frozen = reason
+        self._emit("sandbox", {"action": "frozen", "reason": reason})
+
+    @property
+    def frozen(self) -> bool:
+        return self._frozen is not None
+
+    @property
+    def alerts(self) -> list[dict[str, Any]]:
+        """Alerts raised in this sandbox so far (empty when the monitor is off)."""
+        return list(self.monitor.alerts) if self.monitor is not None else []
+
+    @property
+    def episode_end(self) -> dict[str, Any] | None:
+        """Set when an ``end_episode`` rule fired in enforce mode: the rule that ended it."""
+        return self.monitor.episode_end if self.monitor is not None else None
+
     def set_step(self, step: int | None) -> None:
         self.attribution.step = step
+        if self.monitor is not None:
+            self.monitor.set_step(step)
 
     def write_file(self, path: str, content: str | bytes, mode: int = 0o644) -> None:
         """Write a file inside the sandbox (parents are created), as the sandbox user."""
@@ -294,6 +349,8 @@ class Sandbox:
         self._check_open()
         assert self.files is not None
         self.files.write(path, data, mode)
+        if self.monitor is not None:
+            self.monitor.after_write(path, data, self.attribution.copy())
 
     def read_bytes(self, path: str, max_bytes: int = 64 * 1024**2) -> bytes:
         self._check_open()
@@ -337,6 +394,8 @@ class Sandbox:
                 raise SessionError(f"sandbox agent refused to start session {name!r}: {reply}")
             shell_pid = self._host_pid(int(reply[2]))
             session = Session(name, fds[0], fds[1], shell_pid)
+            if self.monitor is not None:
+                self.monitor.add_shell(shell_pid)
         except BaseException:
             for fd in fds:
                 os.close(fd)
@@ -413,6 +472,10 @@ class Sandbox:
         """The step whose command started ``pid``'s process tree (``ancestors``: parent first)."""
         if pid is None:
             return self.attribution.step
+        if self.monitor is not None:
+            seen = self.monitor.step_of(pid)  # the exec sensor saw the fork: exact
+            if seen is not False:
+                return seen  # type: ignore[return-value]
         with self._lock:
             sessions = {s.shell_pid: s for s in self._sessions.values()}
             for candidate in [pid, *(ancestors or [])]:
