@@ -9,12 +9,17 @@ from typing import Annotated
 
 import typer
 
+from rollcage.cli import monitor_cmd
+from rollcage.cli.rules_cmd import rules_app
 from rollcage.config import build_config
 from rollcage.errors import RollcageError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 sandbox_app = typer.Typer(no_args_is_help=True, help="Run commands in sandboxes.")
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(rules_app, name="rules")
+app.command()(monitor_cmd.analyze)
+app.command()(monitor_cmd.alerts)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -39,6 +44,9 @@ def sandbox_run(
             "CIDR[:port]); repeatable"
         ),
     ] = None,
+    mode: Annotated[
+        str, typer.Option(help="runtime monitor: monitor (record alerts), enforce (also act on them) or off")
+    ] = "monitor",
     net: Annotated[
         bool, typer.Option("--net", help="route through the egress gateway even with nothing allowed (record attempts)")
     ] = False,
@@ -60,11 +68,20 @@ def sandbox_run(
         require_root()
         network = list(allow or []) if (allow or net) else None
         config = build_config(
-            memory=memory, cpus=cpus, pids=pids, timeout=timeout, rootfs=rootfs, env=pairs, network=network
+            memory=memory,
+            cpus=cpus,
+            pids=pids,
+            timeout=timeout,
+            rootfs=rootfs,
+            env=pairs,
+            network=network,
+            mode=mode,
         )
         sink = Fanout(default_store(), JsonlSink(events)) if events else default_store()
         with Sandbox(config, events=sink) as sandbox:
             result = sandbox.run(text, on_output=_stream)
+            if result.blocked:
+                typer.echo(result.output, err=True, nl=False)
     except RollcageError as exc:
         raise _fail(str(exc)) from None
     except OSError as exc:
