@@ -200,7 +200,7 @@ def main() -> None:
             "corpus_flagged": corpus_fp,
             "corpus_blocked": sum(1 for v in corpus_verdicts if v == "block"),
             "rate": round((corpus_fp + benign_fp) / (len(corpus) + len(benign)), 5),
-        },  # fmt: skip
+        },
         "static_commands_per_s": round(rate, 1),
         "kill": kill,
         "pool": pool,
