@@ -22,24 +22,28 @@ def test_sandbox_and_command_events_carry_attribution(store: EventStore, tmp_pat
         sb.run("exit 4", step=2)
         sb.run("sleep 5", step=3, timeout=0.2)
     sink.close()
-    events = store.query(sandbox_id=sb.id)
+    everything = store.query(sandbox_id=sb.id)
+    events = [e for e in everything if e["type"] in ("sandbox", "command_finished")]
     assert [e["type"] for e in events] == ["sandbox", "command_finished", "command_finished", "command_finished", "sandbox"]
     created, one, four, slow, stopped = events
+    analysed = [(e["command"], e["step"]) for e in everything if e["type"] == "command"]
+    assert analysed == [("echo one", 1), ("exit 4", 2), ("sleep 5", 3)]  # the monitor saw each before it ran
+    assert any(e["type"] == "exec" and e["step"] == 3 and e["name"] == "sleep" for e in everything)
     assert created["action"] == "created" and created["config"]["memory"] == 256 * 1024**2
     assert stopped["action"] == "stopped"
     assert (one["command"], one["exit_code"], one["step"]) == ("echo one", 0, 1)
     assert (four["exit_code"], four["step"]) == (4, 2)
     assert slow["timed_out"] is True and slow["exit_code"] == 124
-    for event in events:
+    for event in everything:
         assert all(key in event for key in COMMON)
         assert RFC3339_UTC.match(event["time"])
         assert (event["sandbox_id"], event["run_id"], event["episode_id"]) == (sb.id, "run-7", "ep-3")
     lines = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
-    assert lines == events
+    assert lines == everything  # the same events, in the same order, in both sinks
 
 
 def test_store_is_append_only(store: EventStore) -> None:
-    with Sandbox(events=store) as sb:
+    with Sandbox(SandboxConfig(mode="off"), events=store) as sb:
         sb.run("true")
     db = sqlite3.connect(store.path)
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):

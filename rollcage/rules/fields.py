@@ -74,6 +74,13 @@ def _list_key(key: str) -> Getter:
     return get
 
 
+def _finding_kinds(ev: dict[str, Any], v: dict[str, Any]) -> Any:
+    findings = ev.get("findings")
+    if not isinstance(findings, list):
+        return None
+    return [f.get("kind") if isinstance(f, dict) else str(f) for f in findings]
+
+
 def _proc_args(ev: dict[str, Any], v: dict[str, Any]) -> Any:
     argv = ev.get("argv")
     if not isinstance(argv, list):
@@ -177,6 +184,9 @@ _TABLE: list[Field] = [
     # file scan
     Field("file.path", STR, _only("file"), _key("path"), "path of the scanned file"),
     Field("file.findings", LIST, _only("file"), _list_key("findings"), "findings of the scan"),
+    Field("file.kinds", LIST, _only("file"), _finding_kinds, "kinds of the findings (mining_config, cron_entry, ...)"),
+    Field("file.hosts", LIST, _only("file"), _list_key("hosts"), "hosts named in the file"),
+    Field("file.used_by", STR, _only("file"), _key("used_by"), "the command that hands the file to a program"),
 ]
 
 FIELDS: dict[str, Field] = {f.name: f for f in _TABLE}
