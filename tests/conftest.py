@@ -30,9 +30,9 @@ import pytest  # noqa: E402
 from rollcage import Sandbox, SandboxConfig  # noqa: E402
 from rollcage.events import EventStore  # noqa: E402
 from rollcage.gateway.client import Gateway  # noqa: E402
-from rollcage.testing import SimulatedInternet  # noqa: E402
 from rollcage.sandbox.cgroups import existing_cgroup_names  # noqa: E402
 from rollcage.sandbox.gc import collect  # noqa: E402
+from rollcage.testing import SimulatedInternet  # noqa: E402
 
 if os.geteuid() != 0:
     pytest.exit("rollcage's tests need root (namespaces, cgroups, per-sandbox uids)", returncode=2)

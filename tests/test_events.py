@@ -24,7 +24,13 @@ def test_sandbox_and_command_events_carry_attribution(store: EventStore, tmp_pat
     sink.close()
     everything = store.query(sandbox_id=sb.id)
     events = [e for e in everything if e["type"] in ("sandbox", "command_finished")]
-    assert [e["type"] for e in events] == ["sandbox", "command_finished", "command_finished", "command_finished", "sandbox"]
+    assert [e["type"] for e in events] == [
+        "sandbox",
+        "command_finished",
+        "command_finished",
+        "command_finished",
+        "sandbox",
+    ]
     created, one, four, slow, stopped = events
     analysed = [(e["command"], e["step"]) for e in everything if e["type"] == "command"]
     assert analysed == [("echo one", 1), ("exit 4", 2), ("sleep 5", 3)]  # the monitor saw each before it ran
