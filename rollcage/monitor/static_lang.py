@@ -200,6 +200,8 @@ class _PyScanner(ast.NodeVisitor):
     def visit_Constant(self, node: ast.Constant) -> None:
         if isinstance(node.value, str) and len(self.strings) < 2000:
             self.strings.append(node.value)
+        elif isinstance(node.value, bytes) and len(self.strings) < 2000:  # b'{"method":"mining.submit"...}'
+            self.strings.append(node.value.decode("latin-1"))
 
     def visit_Call(self, node: ast.Call) -> None:
         func = self.dotted(node.func) or ""

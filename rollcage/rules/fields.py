@@ -133,6 +133,9 @@ _TABLE: list[Field] = [
     Field("cmd.urls", LIST, _CMD, _list_key("urls"), "URLs found in the command", per_event=True),
     Field("cmd.paths", LIST, _CMD, _list_key("paths"), "paths found in the command", per_event=True),
     Field("cmd.parse_error", STR, _CMD, _key("parse_error"), "parser error, if any", per_event=True),
+    Field("cmd.features", LIST, _CMD, _list_key("features"), "analyzer features (dev_tcp, python:socket, ...)", True),
+    Field("cmd.finding_kinds", LIST, _CMD, _finding_kinds, "kinds of the analyzer's findings", per_event=True),
+    Field("cmd.hosts", LIST, _CMD, _list_key("hosts"), "hosts and host:port pairs in the command", per_event=True),
     # exec sensor
     Field("proc.name", STR, _EXEC, _proc_name, "process name (basename of exe or comm)"),
     Field("proc.exe", STR, _EXEC, _key("exe"), "executable path"),
