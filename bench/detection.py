@@ -101,8 +101,11 @@ def measure_kill_latency(repeats: int) -> dict[str, Any]:
     }
 
 
-def measure_pool_bytes(internet: SimulatedInternet, gateway: Gateway) -> dict[str, Any]:
-    """A stratum client in a sandbox whose policy allows the pool: how much reaches the pool?"""
+def measure_pool_bytes(internet: SimulatedInternet, gateway: Gateway, mode: str) -> dict[str, Any]:
+    """A stratum client in a sandbox whose policy allows the pool: how much reaches the pool?
+
+    In ``enforce`` mode static analysis already refuses the script; in ``monitor`` mode it
+    runs, and only the gateway stands between it and the pool."""
     before_conn, before_msgs = internet.pool.connections, len(internet.pool.messages)
     script = (
         "import socket\nfor _ in range(5):\n  try:\n"
@@ -111,13 +114,14 @@ def measure_pool_bytes(internet: SimulatedInternet, gateway: Gateway) -> dict[st
         "  except OSError: pass\n"
     )
     sink = Collector()
-    config = SandboxConfig(mode="enforce", network=["203.0.113.10:3333"])
+    config = SandboxConfig(mode=mode, network=["203.0.113.10:3333"])
     with Sandbox(config, gateway=gateway, events=sink) as sb:
         sb.write_file("/work/m.py", script)
         sb.run("python3 /work/m.py", timeout=30)
         time.sleep(0.5)
     flows = [e for e in sink.events if e["type"] == "flow" and e["dst_port"] == 3333]
     return {
+        "mode": mode,
         "attempts": len(flows),
         "denied": sum(1 for f in flows if f["decision"] == "deny"),
         "pool_connections": internet.pool.connections - before_conn,
@@ -160,7 +164,7 @@ def main() -> None:
                 for case in attacks:
                     if not static_caught[case["id"]]:
                         dynamic_caught[case["id"]] = bool(run_dynamic(case, gw))
-                pool = measure_pool_bytes(internet, gw)
+                pool = [measure_pool_bytes(internet, gw, mode) for mode in ("enforce", "monitor")]
             kill = measure_kill_latency(args.kill_repeats)
         finally:
             remove_netns(outer)
