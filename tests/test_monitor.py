@@ -92,7 +92,11 @@ def test_exec_sensor_kills_a_renamed_miner_by_hash(recorder: Recorder, tmp_path:
     assert hit["evidence"][0]["exe"] == "/tmp/kworker"
 
 
-def test_stratum_on_the_wire_kills_the_background_miner(gateway: Gateway, recorder: Recorder) -> None:
+def test_stratum_on_the_wire_kills_the_background_miner(gateway: Gateway, recorder: Recorder, tmp_path: Path) -> None:
+    """With the static rules that would refuse the script switched off, the wire layer must act."""
+    static = ("Stratum protocol in code or config", "Stratum client in code", "Mining pool domain in command")
+    rules = tmp_path / "wire-only.yaml"
+    rules.write_text("".join(f"- rule: {name}\n  enabled: false\n" for name in static))
     miner = (
         "import socket, time\n"
         "for _ in range(100):\n"
@@ -102,7 +106,7 @@ def test_stratum_on_the_wire_kills_the_background_miner(gateway: Gateway, record
         "    except OSError:\n"
         "        time.sleep(0.2)\n"
     )
-    config = SandboxConfig(mode="enforce", network=["pypi.org"])
+    config = SandboxConfig(mode="enforce", network=["pypi.org"], rules=(rules,))
     with Sandbox(config, gateway=gateway, events=recorder) as sb:
         sb.write_file("/work/job.py", miner)
         sb.run("nohup python3 /work/job.py >/dev/null 2>&1 &", step=1)
