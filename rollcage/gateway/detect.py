@@ -52,8 +52,9 @@ METADATA_ADDRESSES = frozenset(
 )
 
 
-def _parse_ip(text: str) -> IPAddress | None:
-    """An address with IPv4-mapped IPv6 unwrapped to its IPv4 address; None if invalid."""
+def parse_ip(text: str) -> IPAddress | None:
+    """An address with IPv4-mapped IPv6 unwrapped to its IPv4 address (so both spellings match
+    the same rules and tags); None if invalid."""
     try:
         addr = ipaddress.ip_address(text.strip())
     except (ValueError, AttributeError):
@@ -92,13 +93,13 @@ def destination_tags(ip: str, host_addresses: Iterable[str] = ()) -> set[str]:
     ``host_addresses`` are the gateway host's own addresses ("host"). A NAT64 address
     (64:ff9b::/96) also gets the tags of the IPv4 address it embeds.
     """
-    addr = _parse_ip(ip)
+    addr = parse_ip(ip)
     if addr is None:
         return {"invalid"}
     tags = _tags_for(addr)
     if addr in _NAT64:
         tags |= _tags_for(ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF))
-    if any(_parse_ip(h) == addr for h in host_addresses):
+    if any(parse_ip(h) == addr for h in host_addresses):
         tags.add("host")
     return tags
 

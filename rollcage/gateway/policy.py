@@ -17,6 +17,8 @@ from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from rollcage.gateway.detect import parse_ip
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -53,17 +55,6 @@ class _NetRule:
 
 def _normalize_name(name: str) -> str:
     return name.strip().rstrip(".").lower()
-
-
-def _parse_ip(text: str) -> IPAddress | None:
-    """An address with IPv4-mapped IPv6 unwrapped, so both spellings match the same rules."""
-    try:
-        addr = ipaddress.ip_address(text.strip())
-    except (ValueError, AttributeError):
-        return None
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        return addr.ipv4_mapped
-    return addr
 
 
 def _format_dest(addr: IPAddress, port: int) -> str:
@@ -122,7 +113,7 @@ def _parse_entry(entry: str) -> _DomainRule | _NetRule:
         return _NetRule(entry, _parse_network(entry, text), None)
     host, colon, port_text = text.partition(":")
     port = _parse_port(entry, port_text) if colon else None
-    if "/" in host or _parse_ip(host) is not None:
+    if "/" in host or parse_ip(host) is not None:
         return _NetRule(entry, _parse_network(entry, host), port)
     return _parse_domain(entry, host, port)
 
@@ -164,7 +155,7 @@ class NetworkPolicy(BaseModel):
         ``domain_ips`` are the addresses rollcage's resolver returned to this sandbox for
         ``domain``; a domain entry allows only those.
         """
-        addr = _parse_ip(dst_ip)
+        addr = parse_ip(dst_ip)
         if addr is None:
             return Decision(False, f"invalid destination address {dst_ip!r}")
         if not isinstance(dst_port, int) or not 1 <= dst_port <= 65535:
@@ -180,7 +171,7 @@ class NetworkPolicy(BaseModel):
         named = [r for r in domain_rules if r.matches_name(name)]
         on_port = [r for r in named if r.port in (None, dst_port)]
         if on_port:
-            if addr in {a for a in map(_parse_ip, domain_ips) if a is not None}:
+            if addr in {a for a in map(parse_ip, domain_ips) if a is not None}:
                 return Decision(True, f"allowed by {on_port[0].entry!r}", on_port[0].entry)
             return Decision(False, f"domain {name!r} does not resolve to {addr}")
         if named:
