@@ -13,6 +13,7 @@ from rollcage.cli import monitor_cmd
 from rollcage.cli.rules_cmd import rules_app
 from rollcage.config import build_config
 from rollcage.errors import RollcageError
+from rollcage.server import cli as server_cmd
 from rollcage.train import cli as train_cmd
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -21,6 +22,7 @@ app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(rules_app, name="rules")
 app.command()(monitor_cmd.analyze)
 app.command()(monitor_cmd.alerts)
+app.command()(server_cmd.serve)
 app.command()(train_cmd.export)
 app.command()(train_cmd.train)
 app.add_typer(train_cmd.experiment_app, name="experiment")

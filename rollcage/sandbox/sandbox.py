@@ -58,6 +58,16 @@ class Sandbox:
     can be changed per command (``run(..., step=3)``) or with :meth:`set_step`.
     """
 
+    def __new__(
+        cls, config: SandboxConfig | None = None, *, server: str | None = None, token: str | None = None, **kwargs: Any
+    ) -> Any:
+        """``Sandbox(config, server=URL, token=T)`` is the same API on an admin server."""
+        if server is not None:
+            from rollcage.client import RemoteSandbox
+
+            return RemoteSandbox(config, server=server, token=token, **kwargs)
+        return super().__new__(cls)
+
     def __init__(
         self,
         config: SandboxConfig | None = None,
@@ -66,6 +76,8 @@ class Sandbox:
         episode_id: str | None = None,
         events: EventSink | None = None,
         gateway: Gateway | None = None,
+        server: None = None,
+        token: None = None,
     ) -> None:
         require_root()
         raise_fd_limit()
@@ -385,8 +397,12 @@ class Sandbox:
                 os.mkfifo(path, 0o600)
                 os.chown(path, self.uid, self.uid)
                 fds.append(os.open(path, os.O_RDWR | os.O_CLOEXEC))
-            self._agent_in.write(f"spawn {name}\n".encode())
-            self._agent_in.flush()
+            try:
+                self._agent_in.write(f"spawn {name}\n".encode())
+                self._agent_in.flush()
+            except (BrokenPipeError, ValueError):  # the agent is gone, e.g. after `kill -9 -1` inside
+                message = f"sandbox {self.id} has no agent left to start session {name!r} (killed from inside?)"
+                raise SessionError(message + "; close it and start a new one") from None
             reply = self._agent_out.readline().decode().split()
             if not reply:
                 raise HostError(f"sandbox {self.id} died while starting: {self._stderr_tail()}")
