@@ -13,6 +13,14 @@ from rollcage.sandbox import AsyncSandbox, CommandResult, Sandbox, SandboxPool
 
 __version__ = "0.1.0"
 
+
+def make(env_id: str, **kwargs: object) -> object:
+    """A registered environment, e.g. ``rollcage.make("rollcage:terminal/csv-sum-by-region")``."""
+    from rollcage.envs import make as _make
+
+    return _make(env_id, **kwargs)
+
+
 __all__ = [
     "AsyncSandbox",
     "CommandResult",
@@ -25,4 +33,5 @@ __all__ = [
     "SandboxFileError",
     "SandboxPool",
     "SessionError",
+    "make",
 ]
