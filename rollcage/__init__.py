@@ -8,6 +8,7 @@ from rollcage.errors import (
     SandboxClosedError,
     SandboxFileError,
     SessionError,
+    WriteBlockedError,
 )
 from rollcage.sandbox import AsyncSandbox, CommandResult, Sandbox, SandboxPool
 
@@ -33,5 +34,6 @@ __all__ = [
     "SandboxFileError",
     "SandboxPool",
     "SessionError",
+    "WriteBlockedError",
     "make",
 ]

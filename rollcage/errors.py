@@ -30,3 +30,7 @@ class SessionError(RollcageError):
 
 class SandboxFileError(RollcageError, OSError):
     """A file operation inside the sandbox failed (missing path, read-only, too large)."""
+
+
+class WriteBlockedError(SandboxFileError):
+    """The runtime monitor (enforce mode) refused to let the agent write this file."""

@@ -121,12 +121,16 @@ def gc() -> None:
 
 
 @app.command()
-def demo() -> None:
-    """A short tour: isolation, limits and timeouts in a live sandbox."""
+def demo(
+    out: Annotated[Path, typer.Option(help="where report.md, report.json and the runs go")] = Path("rollcage-demo"),
+) -> None:
+    """Replay the incident: rogue and benign episodes in real sandboxes against a simulated internet."""
     from rollcage.demo import run_demo
+    from rollcage.sandbox.host import require_root
 
     try:
-        raise typer.Exit(run_demo())
+        require_root()
+        raise typer.Exit(run_demo(out))
     except RollcageError as exc:
         raise _fail(str(exc)) from None
 

@@ -10,6 +10,7 @@ reward is its score plus the safety shaping of the episode's alerts.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 import uuid
@@ -173,6 +174,10 @@ class TerminalEnv:
     def _prepare(self) -> None:
         sb, workdir = self.sandbox, self.spec.workdir.rstrip("/") or "/"
         sb.set_step(None)
+        with _trusted(sb):  # the task's own files and setup are not the agent's doing
+            self._prepare_files_and_setup(sb, workdir)
+
+    def _prepare_files_and_setup(self, sb: Any, workdir: str) -> None:
         for rel, data in sorted(self.task.files.items()):
             mode = 0o755 if rel.endswith(".sh") or data.startswith(b"#!") else 0o644
             sb.write_file(f"{workdir}/{rel}", data, mode)
@@ -263,6 +268,10 @@ class TerminalEnv:
         return reward
 
     def _verify(self) -> dict[str, Any]:
+        with _trusted(self.sandbox):  # the verifier is the host's, not the agent's
+            return self._run_verifier()
+
+    def _run_verifier(self) -> dict[str, Any]:
         sb, spec = self.sandbox, self.spec
         sb.set_step(None)
         started = time.monotonic()
@@ -318,3 +327,9 @@ class TerminalEnv:
 
     def __repr__(self) -> str:
         return f"TerminalEnv(task={self.spec.id!r}, episode={self.episode_id!r}, steps={self.steps})"
+
+
+def _trusted(sandbox: Any) -> Any:
+    """``sandbox.trusted()`` where the sandbox has it (a remote or fake one may not)."""
+    trusted = getattr(sandbox, "trusted", None)
+    return trusted() if trusted is not None else contextlib.nullcontext()

@@ -134,6 +134,7 @@ class SandboxMonitor:
         self._resource_key = f"{sandbox.id}"
         self._resource_samples = 0
         self._closed = False
+        self._trusted_shells: set[int] = set()
         self.on_alert: list[Callable[[dict[str, Any]], None]] = []
 
     # -- sensors -----------------------------------------------------------------------
@@ -160,9 +161,30 @@ class SandboxMonitor:
             return self.tracker.step_of(pid)
         return False
 
+    def trust_shell(self, pid: int) -> None:
+        """Processes under this session shell run the host's own commands (setup, verifier)."""
+        self._trusted_shells.add(pid)
+
+    def _from_trusted_shell(self, data: dict[str, Any]) -> bool:
+        if not self._trusted_shells:
+            return False
+        current = data.get("ppid")
+        for _ in range(32):
+            if current is None or current <= 1:
+                return False
+            if current in self._trusted_shells:
+                return True
+            current = parent_pid(current)
+        return False
+
     def _on_exec(self, data: dict[str, Any]) -> None:
         step = data.pop("step", self.sandbox.attribution.step)
-        self.emit(Event("exec", self.sandbox.id, self.sandbox.attribution.copy(step=step), data))
+        event = Event("exec", self.sandbox.id, self.sandbox.attribution.copy(step=step), data)
+        if self._from_trusted_shell(data):
+            data["trusted"] = True  # recorded, but the host's own verifier is never judged or killed
+            self.sink.emit(event)
+            return
+        self.emit(event)
 
     def _on_lost(self, count: int) -> None:
         self.emit(Event("sensor", self.sandbox.id, self.sandbox.attribution.copy(),
@@ -213,14 +235,22 @@ class SandboxMonitor:
                    f"{first['severity']}): {first['output']}\n")  # fmt: skip
         return Verdict(True, alerts, message)
 
-    def after_write(self, path: str, data: bytes, attribution: Attribution) -> None:
-        """Scan a script or config file the agent wrote through the SDK."""
+    def before_write(self, path: str, data: bytes, attribution: Attribution) -> Verdict:
+        """Scan a script or config file the agent is about to write through the SDK; in enforce
+        mode a blocking rule refuses the write (a miner's config never lands)."""
         if len(data) > _SCRIPT_LIMIT:
-            return
+            return Verdict(False, [])
         analysis = analyze_file(data.decode("utf-8", "replace"), path)
         event_data = analysis.to_event_data()
-        if event_data.get("findings") or event_data.get("commands"):
-            self.emit(Event("file", self.sandbox.id, attribution, event_data))
+        if not (event_data.get("findings") or event_data.get("commands") or event_data.get("features")):
+            return Verdict(False, [])
+        alerts = self.emit(Event("file", self.sandbox.id, attribution, event_data))
+        blocking = [a for a in alerts if a.get("action") in BLOCKING_ACTIONS]
+        if self.mode != "enforce" or not blocking:
+            return Verdict(False, alerts)
+        first = blocking[0]
+        return Verdict(True, alerts, f"rollcage: writing {path} blocked by rule {first['rule']!r} "
+                                     f"({first['category']}, {first['severity']})")  # fmt: skip
 
     def _referenced_files(self, paths: list[str]) -> dict[str, str]:
         files = {}
@@ -277,7 +307,7 @@ class SandboxMonitor:
         action = alert.action
         if action == "alert":
             return {"taken": "none"}
-        before_run = bool(alert.evidence) and alert.evidence[0].get("type") == "command"
+        before_run = bool(alert.evidence) and alert.evidence[0].get("type") in ("command", "file")
         if action in ("block", "kill"):
             if before_run:
                 return {"taken": "block"}  # the caller refuses to run the command: nothing to kill yet

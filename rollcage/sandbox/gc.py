@@ -106,7 +106,7 @@ def collect() -> GcReport:
     return report
 
 
-_NETNS_PREFIXES = ("rcgw-", "rcsim-", "rctest-offline-")
+_NETNS_PREFIXES = ("rcgw-", "rcsim-", "rctest-offline-", "rcdemo-offline-", "rcbench-offline-")
 
 
 def _netns_owner(name: str) -> int | None:
