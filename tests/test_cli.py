@@ -118,3 +118,37 @@ def test_demo_replays_the_incident_and_catches_every_behaviour(tmp_path: Path) -
     assert "kworker" in watched["miner_renamed"]["cmdline"]
     assert report["benign"] and all(b["passed"] and b["alerts"] == 0 for b in report["benign"])
     assert (out / "report.md").read_text().startswith("# rollcage incident replay")
+
+
+def test_run_drives_a_model_server_through_the_stack(tmp_path: Path) -> None:
+    """``rollcage run`` against a scripted OpenAI-compatible server on loopback."""
+    from rollcage.agent.fake_server import FakeOpenAIServer, tool_calls_response
+
+    script = [
+        tool_calls_response(("bash", {"command": "echo 'Hello, rollcage!' > /work/hello.txt"})),
+        tool_calls_response(("submit", {})),
+    ]
+    tasks = Path(__file__).resolve().parents[1] / "tasks" / "create-hello"
+    with FakeOpenAIServer(script) as server:
+        r = rollcage("run", "--model-url", server.base_url, "--model", "fake", "--tasks", str(tasks),
+                     "--out", str(tmp_path), "--run-id", "r1", timeout=180)  # fmt: skip
+        hits = server.hits
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert hits == 2
+    record = json.loads((tmp_path / "r1" / "trajectories.jsonl").read_text().splitlines()[0])
+    assert record["task"] == "create-hello" and record["success"] is True and record["alerts"] == []
+    assert [s["action"]["name"] for s in record["steps"]] == ["bash", "submit"]
+
+
+def test_run_with_a_dead_model_server_fails_clearly(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tasks = Path(__file__).resolve().parents[1] / "tasks" / "create-hello"
+    r = rollcage("run", "--model-url", f"http://127.0.0.1:{port}/v1", "--model", "m", "--tasks", str(tasks),
+                 "--out", str(tmp_path), "--run-id", "dead", timeout=300)  # fmt: skip
+    assert "Traceback" not in r.stderr
+    record = json.loads((tmp_path / "dead" / "trajectories.jsonl").read_text().splitlines()[0])
+    assert record["status"] in ("error", "model_error") or "not reachable" in json.dumps(record)

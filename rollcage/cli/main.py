@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from rollcage.cli import monitor_cmd
+from rollcage.cli import monitor_cmd, run_cmd
 from rollcage.cli.rules_cmd import rules_app
 from rollcage.config import build_config
 from rollcage.errors import RollcageError
@@ -22,6 +22,7 @@ app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(rules_app, name="rules")
 app.command()(monitor_cmd.analyze)
 app.command()(monitor_cmd.alerts)
+app.command()(run_cmd.run)
 app.command()(server_cmd.serve)
 app.command()(train_cmd.export)
 app.command()(train_cmd.train)
