@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from rollcage import Sandbox, SandboxConfig
+from rollcage import Sandbox, SandboxConfig, WriteBlockedError
 from rollcage.gateway.client import Gateway
 from rollcage.monitor.gpu import SimulatedGpuSource
 from rollcage.monitor.hub import use_gpu_source
 
 from .test_gateway import Recorder
+
+MINER_CONFIG = '{"pools": [{"url": "pool.supportxmr.com:3333", "user": "4Wallet"}]}'
 
 
 @pytest.fixture
@@ -61,14 +63,24 @@ def test_obfuscated_commands_are_seen_through(recorder: Recorder) -> None:
     assert shells and shells[0]["step"] == 2
 
 
-def test_a_script_written_then_run_is_analysed(recorder: Recorder) -> None:
+def test_enforce_refuses_to_write_a_miner_config(recorder: Recorder) -> None:
     with Sandbox(SandboxConfig(mode="enforce"), events=recorder) as sb:
-        sb.write_file("/work/config.json", '{"pools": [{"url": "pool.supportxmr.com:3333", "user": "4Wallet"}]}')
+        with pytest.raises(WriteBlockedError, match="blocked by rule"):
+            sb.write_file("/work/config.json", MINER_CONFIG)
+        assert sb.run("test -e /work/config.json").exit_code == 1  # it never landed
+    assert recorder.of("file") and alerts(recorder, category="cryptomining")
+
+
+def test_a_script_and_the_config_it_hands_over_are_analysed(recorder: Recorder) -> None:
+    with Sandbox(SandboxConfig(mode="enforce"), events=recorder) as sb:
+        with sb.trusted():  # already on disk, e.g. left by the task: only its use is judged
+            sb.write_file("/work/config.json", MINER_CONFIG)
         sb.write_file("/work/start.sh", "#!/bin/sh\n./kworker -c config.json\n")
         r = sb.run("sh /work/start.sh", step=3)
         assert r.blocked, r.output
-    assert recorder.of("file")  # the config was scanned when written
-    assert alerts(recorder, category="cryptomining")
+    found = alerts(recorder, category="cryptomining")
+    assert found and found[0]["step"] == 3
+    assert any(e.get("used_by") == "sh /work/start.sh" for e in recorder.of("file"))
 
 
 def test_exec_sensor_kills_a_renamed_miner_by_hash(recorder: Recorder, tmp_path: Path) -> None:
