@@ -45,6 +45,7 @@ class Watched:
         self.tracker = StepTracker()
         for session in sandbox._sessions.values():
             self.tracker.add_shell(session.shell_pid)
+        monitor.flush(2.0)  # events of the sandbox's own start-up (its session shell) are not the test's
         self.registration = monitor.register(sandbox.cgroup, self.events.append, tracker=self.tracker)
 
     def run(self, command: str, step: int) -> None:
