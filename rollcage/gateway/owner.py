@@ -12,6 +12,7 @@ import contextlib
 import ipaddress
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,10 +120,29 @@ def find_owner(
     if inode is None:
         return None
     try:
-        pids = [int(p) for p in Path(pids_file).read_text().split()]
+        with open(pids_file, "rb") as f:
+            pids = [int(p) for p in f.read().split()]
     except (OSError, ValueError):
         return None
     pid = oldest_holder(inode, pids, init_pid)  # ``exec 3<>/dev/tcp/..; cat <&3``: the shell, not cat
     if pid is None:
         return None
-    return SocketOwner(pid, cmdline_of(pid), ancestors_of(pid, init_pid))
+    return _describe(pid, init_pid)
+
+
+_described: dict[int, tuple[float, SocketOwner]] = {}
+_DESCRIBE_TTL_S = 1.0
+
+
+def _describe(pid: int, init_pid: int) -> SocketOwner:
+    """Command line and ancestry of ``pid``, cached for a second: a client that opens many
+    connections (a scanner, a load generator) is looked up once, not per connection."""
+    now = time.monotonic()
+    cached = _described.get(pid)
+    if cached is not None and now - cached[0] < _DESCRIBE_TTL_S:
+        return cached[1]
+    owner = SocketOwner(pid, cmdline_of(pid), ancestors_of(pid, init_pid))
+    if len(_described) > 4096:
+        _described.clear()
+    _described[pid] = (now, owner)
+    return owner

@@ -1,26 +1,24 @@
 """Move bytes between a sandbox connection and its upstream without copying them through Python.
 
-One thread per flow polls both sockets and moves data with ``splice(2)`` through a pipe per
-direction, so an allowed bulk transfer runs at close to kernel speed. Half-closes are passed
+The gateway's event loop watches both sockets of a flow and moves data with ``splice(2)``
+through a pipe per direction, so an allowed bulk transfer runs at close to kernel speed and a
+short connection costs no thread. Half-closes are passed
 on (a client's EOF becomes a ``shutdown(SHUT_WR)`` upstream) and an error on either side
 closes both.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import errno
 import os
-import select
 import socket
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 _CHUNK = 1 << 20
 _PIPE_SIZE = 1 << 20
 _F_SETPIPE_SZ = 1031
-_RETRY = (errno.EAGAIN, errno.EWOULDBLOCK)
 
 
 @dataclass
@@ -72,57 +70,71 @@ class _Direction:
                 os.close(fd)
 
 
-def relay(client: socket.socket, upstream: socket.socket, on_done: Callable[[int, int, str | None], None]) -> None:
-    """Start relaying on a new thread; ``on_done(bytes_out, bytes_in, error)`` is called once at the end."""
-    thread = threading.Thread(target=_run, args=(client, upstream, on_done), name="rollcage-relay", daemon=True)
-    thread.start()
+class LoopRelay:
+    """Relay one flow on the gateway's event loop: readiness callbacks, ``splice(2)`` for the bytes.
 
+    No thread per flow: a short connection costs a few callbacks, and a bulk transfer still moves
+    its data kernel-side. ``on_done(bytes_out, bytes_in, error)`` runs once, on the loop.
+    """
 
-def _run(client: socket.socket, upstream: socket.socket, on_done: Callable[[int, int, str | None], None]) -> None:
-    out = _Direction(client, upstream)
-    back = _Direction(upstream, client)
-    error: str | None = None
-    poller = select.poll()
-    try:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        client: socket.socket,
+        upstream: socket.socket,
+        on_done: Callable[[int, int, str | None], None],
+    ) -> None:
+        self.loop = loop
+        self.client, self.upstream = client, upstream
+        self.on_done = on_done
+        self.out = _Direction(client, upstream)
+        self.back = _Direction(upstream, client)
+        self.finished = False
         for sock in (client, upstream):
             sock.setblocking(False)
-            poller.register(sock.fileno(), 0)
-        while not (out.done and back.done):
-            masks = {client.fileno(): 0, upstream.fileno(): 0}
-            for d in (out, back):
-                if d.done:
-                    continue
-                if d.pending:
-                    masks[d.dst.fileno()] |= select.POLLOUT
-                elif not d.eof:
-                    masks[d.src.fileno()] |= select.POLLIN
-            for fd, mask in masks.items():
-                poller.modify(fd, mask)
-            ready = poller.poll(60_000)
-            if any(ev & (select.POLLERR | select.POLLNVAL) for _, ev in ready):
-                error = _socket_error(client) or _socket_error(upstream) or "connection error"
-                break
-            for d in (out, back):
-                if not d.done:
-                    d.pump_in()
-                    d.pump_out()
-    except OSError as exc:
-        if exc.errno not in _RETRY:
-            error = os.strerror(exc.errno) if exc.errno else str(exc)
-    finally:
-        for sock in (client, upstream):
+        self._arm(self.out)
+        self._arm(self.back)
+
+    def _arm(self, d: _Direction) -> None:
+        if self.finished or d.done:
+            return
+        if d.pending:
+            self.loop.add_writer(d.dst.fileno(), self._step, d, True)
+        elif not d.eof:
+            self.loop.add_reader(d.src.fileno(), self._step, d, False)
+
+    def _step(self, d: _Direction, writable: bool) -> None:
+        if writable:
+            self.loop.remove_writer(d.dst.fileno())
+        else:
+            self.loop.remove_reader(d.src.fileno())
+        try:
+            d.pump_in()
+            d.pump_out()
+        except OSError as exc:
+            self._finish(os.strerror(exc.errno) if exc.errno else str(exc))
+            return
+        if self.out.done and self.back.done:
+            self._finish(None)
+        else:
+            self._arm(d)
+
+    def abort(self) -> None:
+        """End the flow now (its sandbox is leaving)."""
+        self._finish("closed by the gateway")
+
+    def _finish(self, error: str | None) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        for sock in (self.client, self.upstream):
+            with contextlib.suppress(OSError, ValueError):
+                self.loop.remove_reader(sock.fileno())
+                self.loop.remove_writer(sock.fileno())
             with contextlib.suppress(OSError):
                 if error:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
                 sock.close()
-        out.close()
-        back.close()
-        on_done(out.moved, back.moved, error)
-
-
-def _socket_error(sock: socket.socket) -> str | None:
-    try:
-        code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-    except OSError:
-        return None
-    return os.strerror(code) if code else None
+        self.out.close()
+        self.back.close()
+        self.on_done(self.out.moved, self.back.moved, error)

@@ -54,7 +54,7 @@ from rollcage.gateway.detect import (
 from rollcage.gateway.owner import SocketOwner, find_owner
 from rollcage.gateway.policy import Decision, NetworkPolicy
 from rollcage.gateway.protocols import MAX_INSPECT, Identification, identify
-from rollcage.gateway.relay import relay
+from rollcage.gateway.relay import LoopRelay
 from rollcage.gateway.sockdiag import SockDiag
 from rollcage.net.netns import NetnsSockets, run_in_netns
 
@@ -62,6 +62,7 @@ SO_ORIGINAL_DST = 80
 INSPECT_TIMEOUT_S = 1.0  # a client that says nothing (server-speaks-first protocols) is judged on its destination
 CONNECT_TIMEOUT_S = 10.0
 DROP_POLL_S = 2.0
+OPEN_EVENT_DELAY_S = 1.0
 _RST = struct.pack("ii", 1, 0)
 
 
@@ -279,13 +280,21 @@ class GatewayServer:
             reset(upstream)
             self.event(entry, "flow", {**flow, "phase": "failed", "reason": f"upstream: {exc.strerror or exc}"})
             return
-        self.event(entry, "flow", {**flow, "phase": "open"})
+        # Every flow ends with one "closed" event; an "open" one comes first for flows that carry
+        # an indicator (at once) or outlive OPEN_EVENT_DELAY_S - short clean flows cost one event.
+        opening: asyncio.TimerHandle | None = None
+        if indicators:
+            self.event(entry, "flow", {**flow, "phase": "open"})
+        else:
+            opening = loop.call_later(OPEN_EVENT_DELAY_S, self.event, entry, "flow", {**flow, "phase": "open"})
         started = time.monotonic()
         finished: asyncio.Future[None] = loop.create_future()
         key = id(finished)
         entry.relays[key] = (finished, conn, upstream)
 
         def report(closed: dict[str, Any]) -> None:
+            if opening is not None:
+                opening.cancel()
             entry.relays.pop(key, None)
             self.event(entry, "flow", closed)
             finished.set_result(None)
@@ -295,9 +304,9 @@ class GatewayServer:
                       "duration_s": round(time.monotonic() - started, 6)}  # fmt: skip
             if error:
                 closed["error"] = error
-            loop.call_soon_threadsafe(report, closed)
+            report(closed)
 
-        relay(conn, upstream, done)
+        LoopRelay(loop, conn, upstream, done)
 
     async def read_head(self, conn: socket.socket) -> tuple[bytes, Identification]:
         """Read what the client sends first until the protocol is known (or it goes quiet)."""
