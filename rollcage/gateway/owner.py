@@ -64,11 +64,15 @@ def holds_inode(pid: int, target: str) -> bool:
     return False
 
 
-def oldest_holder(inode: int, pids: list[int], init_pid: int) -> int | None:
-    """The process that opened socket ``inode``: the first holder found (newest pids first),
-    then up its ancestors while they hold it too (children inherit sockets from parents)."""
+def oldest_holder(inode: int, pids: list[int], init_pid: int, hint: int | None = None) -> int | None:
+    """The process that opened socket ``inode``: the first holder found (``hint`` first, then the
+    newest pids), then up its ancestors while they hold it too (children inherit sockets)."""
     target = f"socket:[{inode}]"
-    pid = next((p for p in sorted(pids, reverse=True) if holds_inode(p, target)), None)
+    order = sorted(pids, reverse=True)
+    if hint is not None and hint in order:
+        order.remove(hint)
+        order.insert(0, hint)
+    pid = next((p for p in order if holds_inode(p, target)), None)
     while pid is not None:
         parent = parent_pid(pid)
         if parent is None or parent <= 1 or parent == init_pid or not holds_inode(parent, target):
@@ -107,6 +111,7 @@ def find_owner(
     port: int,
     dst: tuple[str, int] | None = None,
     diag: SockDiag | None = None,
+    hint: int | None = None,
 ) -> SocketOwner | None:
     """The process of the sandbox (pids listed in ``pids_file``) that owns ``ip:port``.
 
@@ -124,7 +129,7 @@ def find_owner(
             pids = [int(p) for p in f.read().split()]
     except (OSError, ValueError):
         return None
-    pid = oldest_holder(inode, pids, init_pid)  # ``exec 3<>/dev/tcp/..; cat <&3``: the shell, not cat
+    pid = oldest_holder(inode, pids, init_pid, hint)  # ``exec 3<>/dev/tcp/..; cat <&3``: the shell, not cat
     if pid is None:
         return None
     return _describe(pid, init_pid)

@@ -81,6 +81,7 @@ class SandboxEntry:
     drops: dict[int, int] = field(default_factory=dict)  # ip protocol -> packets counted so far
     relays: dict[int, tuple[asyncio.Future[None], socket.socket, socket.socket]] = field(default_factory=dict)
     diag: SockDiag | None = None  # sock_diag socket inside the sandbox's namespace, for owner lookups
+    last_owner: int | None = None  # whoever connected last is the likeliest next owner
 
 
 def original_destination(conn: socket.socket) -> tuple[str, int]:
@@ -241,7 +242,10 @@ class GatewayServer:
             return
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # Right away, on the loop: a client that sends and exits loses its socket's owner within microseconds.
-        owner = find_owner(entry.init_pid, entry.pids_file, "tcp", *peer, dst=(dst_ip, dst_port), diag=entry.diag)
+        owner = find_owner(entry.init_pid, entry.pids_file, "tcp", *peer, dst=(dst_ip, dst_port), diag=entry.diag,
+                           hint=entry.last_owner)  # fmt: skip
+        if owner is not None:
+            entry.last_owner = owner.pid
         head, ident = await self.read_head(conn)
         domain = _claimed_name(ident) or entry.names_by_ip.get(dst_ip)
         decision = entry.policy.decide(dst_ip, dst_port, domain, entry.resolved.get(domain or "", ()))
@@ -319,7 +323,8 @@ class GatewayServer:
             if remaining <= 0:
                 break
             try:
-                chunk = await asyncio.wait_for(loop.sock_recv(conn, MAX_INSPECT - len(head)), remaining)
+                async with asyncio.timeout(remaining):  # no extra task per read, unlike wait_for
+                    chunk = await loop.sock_recv(conn, MAX_INSPECT - len(head))
             except (TimeoutError, OSError):
                 break
             if not chunk:
@@ -335,7 +340,8 @@ class GatewayServer:
         except (OSError, ValueError) as exc:
             return str(exc)
         try:
-            await asyncio.wait_for(loop.sock_connect(sock, (ip, port)), CONNECT_TIMEOUT_S)
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                await loop.sock_connect(sock, (ip, port))
         except TimeoutError:
             sock.close()
             return "connect timed out"
