@@ -113,11 +113,14 @@ class Sandbox:
         self._gateway = gateway
         self._pid_steps: dict[int, int | None] = {}  # host pid -> step whose command started it
         self._flow_steps: dict[tuple[Any, Any, Any], int | None] = {}  # open flows keep their first step
+        self._starting = True
         try:
             self._start()
         except BaseException:
             self._teardown()
             raise
+        finally:
+            self._starting = False
         _open_sandboxes.add(self)
         self._emit(
             "sandbox",
@@ -190,7 +193,10 @@ class Sandbox:
         self.init_pid = int(json.loads(data)["child-pid"])
         self.agent_pid = self._agent_host_pid()
         # The agent's root, not init's: bwrap's init stays outside the final mount tree.
-        self.files = SandboxFiles(self.agent_pid, self.uid)
+        try:
+            self.files = SandboxFiles(self.agent_pid, self.uid)
+        except (FileNotFoundError, ProcessLookupError):  # the agent exited already (a broken rootfs, say)
+            raise HostError(f"sandbox {self.id} died while starting: {self._stderr_tail()}") from None
         if self.config.network is not None:
             self._attach_network()
         if self.monitor is not None:
@@ -421,7 +427,9 @@ class Sandbox:
             try:
                 self._agent_in.write(f"spawn {name}\n".encode())
                 self._agent_in.flush()
-            except (BrokenPipeError, ValueError):  # the agent is gone, e.g. after `kill -9 -1` inside
+            except (BrokenPipeError, ValueError):  # the agent is gone: it never started, or was killed inside
+                if self._starting:
+                    raise HostError(f"sandbox {self.id} died while starting: {self._stderr_tail()}") from None
                 message = f"sandbox {self.id} has no agent left to start session {name!r} (killed from inside?)"
                 raise SessionError(message + "; close it and start a new one") from None
             reply = self._agent_out.readline().decode().split()
