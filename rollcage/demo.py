@@ -99,7 +99,15 @@ def _command_line(alert: dict[str, Any]) -> str | None:
         for key in ("cmdline", "command"):
             if evidence.get(key):
                 return str(evidence[key])
+        if evidence.get("type") == "file" and evidence.get("path"):
+            return f"write_file {evidence['path']}"  # the agent's write, refused before it landed
     return None
+
+
+def _action(alert: dict[str, Any]) -> str:
+    response = alert.get("response") or {}
+    taken = str(response.get("taken") or "none")
+    return f"{taken} (monitor mode: recorded only)" if response.get("mode") == "monitor" else taken
 
 
 def _bytes_out(events: list[dict[str, Any]], run_id: str) -> int:
@@ -171,7 +179,7 @@ def run_demo(out: Path = Path("rollcage-demo"), console: Console | None = None) 
                     "severity": alert and alert.get("severity"), "run_id": run_id,
                     "episode_id": episode["episode_id"], "step": alert and alert.get("step"),
                     "pid": alert and alert.get("pid"), "cmdline": alert and _command_line(alert),
-                    "action": alert and (alert.get("response") or {}).get("taken"),
+                    "action": alert and _action(alert),
                     "bytes_out": _bytes_out(recorder.events, run_id),
                     "alerts": len(episode.get("alerts") or []),
                     "pool_logins": len(internet.pool.logins),
