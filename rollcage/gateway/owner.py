@@ -124,11 +124,14 @@ def find_owner(
         inode = socket_inode(init_pid, protocol, ip, port)
     if inode is None:
         return None
-    try:
-        with open(pids_file, "rb") as f:
-            pids = [int(p) for p in f.read().split()]
-    except (OSError, ValueError):
-        return None
+    if hint is not None and holds_inode(hint, f"socket:[{inode}]"):
+        pids = [hint]  # the last owner again (a client looping over connections): no need to list them all
+    else:
+        try:
+            with open(pids_file, "rb") as f:
+                pids = [int(p) for p in f.read().split()]
+        except (OSError, ValueError):
+            return None
     pid = oldest_holder(inode, pids, init_pid, hint)  # ``exec 3<>/dev/tcp/..; cat <&3``: the shell, not cat
     if pid is None:
         return None
