@@ -12,7 +12,7 @@ pytest.importorskip("peft")
 from typer.testing import CliRunner
 
 from rollcage.cli.main import app
-from tests.test_train_trl import build_tiny_qwen
+from rollcage.train.tiny import build_tiny_qwen
 
 
 def test_train_two_steps_then_resume(tmp_path) -> None:

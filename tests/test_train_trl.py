@@ -9,30 +9,7 @@ import pytest
 pytest.importorskip("trl", reason="trl is not installed")
 pytest.importorskip("torch")
 
-
-def build_tiny_qwen(path) -> None:
-    """A 2-layer Llama with a byte-level BPE tokenizer trained here and TRL's Qwen2.5 chat template
-    (TRL knows how to parse its tool calls). Nothing is downloaded."""
-    import tokenizers
-    import transformers
-    from trl.chat_template_utils import qwen2_5_chat_template
-
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<tool_call>", "</tool_call>"]
-    bpe = tokenizers.ByteLevelBPETokenizer()
-    corpus = ['<tool_call>\n{"name": "bash", "arguments": {"command": "ls"}}\n</tool_call>', "system user assistant",
-              "echo Hello, rollcage! > /work/hello.txt", "submit read_file write_file edit"] * 10  # fmt: skip
-    bpe.train_from_iterator(corpus, vocab_size=400, min_frequency=1, special_tokens=specials)
-    tok = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token=None
-    )
-    tok.chat_template = qwen2_5_chat_template
-    tok.save_pretrained(path)
-    config = transformers.LlamaConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=2, max_position_embeddings=4096, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )  # fmt: skip
-    transformers.LlamaForCausalLM(config).save_pretrained(path)
+from rollcage.train.tiny import build_tiny_qwen
 
 
 def test_tools_and_reward_without_a_model() -> None:
