@@ -309,7 +309,8 @@ class Sandbox:
                 before=set(self.cgroup.pids()),
                 on_output=on_output,
             )
-            self._tag_new_processes(attribution.step)
+            if self.monitor is None:  # with a monitor, the exec sensor's fork events attribute exactly
+                self._tag_new_processes(attribution.step)
             if not shell.alive:
                 with self._lock:
                     shell.close()
