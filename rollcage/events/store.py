@@ -95,14 +95,25 @@ class EventStore:
 
 
 def _rows_to_dicts(rows: list[tuple[Any, ...]]) -> Iterator[dict[str, Any]]:
-    for type_, time, sandbox_id, run_id, episode_id, step, data in rows:
-        record = {
-            "type": type_,
-            "time": time,
-            "sandbox_id": sandbox_id,
-            "run_id": run_id,
-            "episode_id": episode_id,
-            "step": step,
-        }
-        record.update(json.loads(data))
-        yield record
+    for row in rows:
+        yield record_from_row(*row)
+
+
+def record_from_row(
+    type_: str, time: str, sandbox_id: str | None, run_id: str | None, episode_id: str | None,
+    step: int | None, data: str,
+) -> dict[str, Any]:  # fmt: skip
+    """The flat event dict of one stored row: common columns first, then the JSON data fields
+    (which never override a common field; unreadable data adds nothing)."""
+    record: dict[str, Any] = {
+        "type": type_, "time": time, "sandbox_id": sandbox_id, "run_id": run_id, "episode_id": episode_id,
+        "step": step,
+    }  # fmt: skip
+    try:
+        extra = json.loads(data)
+    except ValueError:
+        extra = {}
+    if isinstance(extra, dict):
+        for key, value in extra.items():
+            record.setdefault(key, value)
+    return record

@@ -6,7 +6,6 @@ rollout workers) with its own connection; the row id is the cursor of the live s
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -15,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rollcage.events.store import EventStore
+from rollcage.events.store import EventStore, record_from_row
 
 _COLUMNS = "id, type, time, sandbox_id, run_id, episode_id, step, data"
 
@@ -161,24 +160,7 @@ class EventReader:
 
 
 def _row(row: tuple[Any, ...]) -> dict[str, Any]:
-    id_, type_, time, sandbox_id, run_id, episode_id, step, data = row
-    record: dict[str, Any] = {
-        "id": id_,
-        "type": type_,
-        "time": time,
-        "sandbox_id": sandbox_id,
-        "run_id": run_id,
-        "episode_id": episode_id,
-        "step": step,
-    }
-    try:
-        extra = json.loads(data)
-    except ValueError:
-        extra = {}
-    if isinstance(extra, dict):
-        for key, value in extra.items():
-            record.setdefault(key, value)
-    return record
+    return {"id": row[0], **record_from_row(*row[1:])}
 
 
 def episode_spans(reader: EventReader, run_id: str) -> dict[str, tuple[str, str]]:
