@@ -332,7 +332,9 @@ def test_benign_corpus_false_positive_rate_is_under_one_percent(engine: RuleEngi
 def test_evaluation_speed(engine: RuleEngine) -> None:
     events = [command_event(line) for line in _corpus()[:5000]]
     events += [exec_event(["python3", "x.py", str(i)]) for i in range(2000)]
-    events += [event("flow", dst_ip="198.51.100.1", dst_port=443, protocol="tls", decision="allow") for _ in range(2000)]
+    events += [
+        event("flow", dst_ip="198.51.100.1", dst_port=443, protocol="tls", decision="allow") for _ in range(2000)
+    ]
     start = time.perf_counter()
     for ev in events:
         engine.evaluate(ev)

@@ -243,6 +243,19 @@ def _read_pids(procs_file: Path | None) -> list[int]:
         return []
 
 
+def _read_image(pid: int, hasher: ExeHasher) -> tuple[str | None, list[str] | None, str | None, bool]:
+    """(exe, argv, sha256, hashed) of one image: a process that execs again while being read
+    (``nohup x`` becomes ``x``) is read again, so the hash always belongs to the exe named."""
+    exe, argv, digest, hashed = None, None, None, False
+    for _ in range(3):
+        exe = proc_info.readlink(pid, "exe")
+        argv = proc_info.argv(pid)
+        digest, hashed = hasher.hash_pid(pid) if exe is not None else (None, False)
+        if exe is None or proc_info.readlink(pid, "exe") == exe:
+            break
+    return exe, argv, digest, hashed
+
+
 def read_exec_event(
     pid: int,
     ppid_hint: int | None,
@@ -258,8 +271,7 @@ def read_exec_event(
     need not be read; ``parents`` caches (pcmdline, pname) by parent pid — the caller
     drops an entry when that parent execs or exits.
     """
-    exe = proc_info.readlink(pid, "exe")
-    argv = proc_info.argv(pid)
+    exe, argv, digest, hashed = _read_image(pid, hasher)
     comm, ppid = None, ppid_hint
     if not ppid_known or ppid_hint is None or exe is None:
         st = proc_info.stat(pid)
@@ -267,7 +279,6 @@ def read_exec_event(
             comm, ppid = st
     cwd = proc_info.readlink(pid, "cwd")
     uid = proc_info.uid(pid)
-    digest, hashed = hasher.hash_pid(pid) if exe is not None else (None, False)
     partial = not hashed or argv is None or cwd is None or ppid is None
     parent = parents.get(ppid) if parents is not None and ppid else None
     if parent is None and ppid:

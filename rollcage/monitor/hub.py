@@ -170,8 +170,8 @@ class SandboxMonitor:
             return False
         current = data.get("ppid")
         for _ in range(32):
-            if current is None or current <= 1:
-                return False
+            if current is None or current <= 1 or current == self.sandbox.init_pid:
+                return False  # reached the sandbox's own init: not under a trusted shell
             if current in self._trusted_shells:
                 return True
             current = parent_pid(current)
