@@ -13,6 +13,7 @@ import ipaddress
 import os
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,31 +55,62 @@ def socket_inode(init_pid: int, protocol: str, ip: str, port: int) -> int | None
     return fallback
 
 
-def holds_inode(pid: int, target: str) -> bool:
+def holding_fd(pid: int, target: str, first: Iterable[str] = ()) -> str | None:
+    """The fd number under which ``pid`` holds ``target`` (``socket:[inode]``), or None.
+
+    The fds in ``first`` are tried before the directory is listed: a process that connects in
+    a loop gets the same few fd numbers back, so one readlink usually settles it.
+    """
     fd_dir = f"/proc/{pid}/fd"
+    tried = set()
+    for fd in first:
+        tried.add(fd)
+        with contextlib.suppress(OSError):
+            if os.readlink(f"{fd_dir}/{fd}") == target:
+                return fd
     with contextlib.suppress(OSError):
         for fd in os.listdir(fd_dir):
+            if fd in tried:
+                continue
             with contextlib.suppress(OSError):
                 if os.readlink(f"{fd_dir}/{fd}") == target:
-                    return True
-    return False
+                    return fd
+    return None
 
 
-def oldest_holder(inode: int, pids: list[int], init_pid: int, hint: int | None = None) -> int | None:
-    """The process that opened socket ``inode``: the first holder found (``hint`` first, then the
-    newest pids), then up its ancestors while they hold it too (children inherit sockets)."""
-    target = f"socket:[{inode}]"
-    order = sorted(pids, reverse=True)
-    if hint is not None and hint in order:
-        order.remove(hint)
-        order.insert(0, hint)
-    pid = next((p for p in order if holds_inode(p, target)), None)
+def holds_inode(pid: int, target: str) -> bool:
+    return holding_fd(pid, target) is not None
+
+
+def _climb(pid: int | None, target: str, init_pid: int) -> int | None:
+    """From a holder of ``target`` up through the ancestors that hold it too: the process
+    that opened a socket, not the child that inherited it."""
     while pid is not None:
         parent = parent_pid(pid)
         if parent is None or parent <= 1 or parent == init_pid or not holds_inode(parent, target):
             return pid
         pid = parent
     return None
+
+
+@dataclass
+class OwnerHint:
+    """The last owner found in one sandbox and the fd numbers its sockets had.
+
+    A client that loops over connections owns the next one too, under one of the same fds.
+    Such a hit skips the parent walk: the process already existed when this socket was
+    connected, so it cannot have inherited it by fork (only by fd passing, which this misses).
+    """
+
+    pid: int | None = None
+    fds: list[str] = field(default_factory=list)
+
+    def remember(self, pid: int, fd: str | None) -> None:
+        if pid != self.pid:
+            self.pid, self.fds = pid, []
+        if fd is not None and fd not in self.fds:
+            self.fds.insert(0, fd)
+            del self.fds[4:]
 
 
 def cmdline_of(pid: int) -> str:
@@ -111,12 +143,13 @@ def find_owner(
     port: int,
     dst: tuple[str, int] | None = None,
     diag: SockDiag | None = None,
-    hint: int | None = None,
+    hint: OwnerHint | None = None,
 ) -> SocketOwner | None:
     """The process of the sandbox (pids listed in ``pids_file``) that owns ``ip:port``.
 
     With ``diag`` (a sock_diag socket in the sandbox's namespace) and the destination, the
     socket is found by exact lookup; otherwise by reading the namespace's socket table.
+    ``hint`` (updated here) makes a repeat owner cost a sock_diag query and a readlink.
     """
     if diag is not None and dst is not None and protocol == "tcp":
         inode = diag.inode(socket.IPPROTO_TCP, (ip, port), dst)
@@ -124,17 +157,24 @@ def find_owner(
         inode = socket_inode(init_pid, protocol, ip, port)
     if inode is None:
         return None
-    if hint is not None and holds_inode(hint, f"socket:[{inode}]"):
-        pids = [hint]  # the last owner again (a client looping over connections): no need to list them all
-    else:
-        try:
-            with open(pids_file, "rb") as f:
-                pids = [int(p) for p in f.read().split()]
-        except (OSError, ValueError):
-            return None
-    pid = oldest_holder(inode, pids, init_pid, hint)  # ``exec 3<>/dev/tcp/..; cat <&3``: the shell, not cat
+    target = f"socket:[{inode}]"
+    if hint is not None and hint.pid is not None:
+        fd = holding_fd(hint.pid, target, hint.fds)
+        if fd is not None:
+            hint.remember(hint.pid, fd)
+            return _describe(hint.pid, init_pid)
+    try:
+        with open(pids_file, "rb") as f:
+            pids = [int(p) for p in f.read().split()]
+    except (OSError, ValueError):
+        return None
+    tried = hint.pid if hint is not None else None
+    holder = next((p for p in sorted(pids, reverse=True) if p != tried and holds_inode(p, target)), None)
+    pid = _climb(holder, target, init_pid)  # ``exec 3<>/dev/tcp/..; cat <&3``: the shell, not cat
     if pid is None:
         return None
+    if hint is not None:
+        hint.remember(pid, holding_fd(pid, target))
     return _describe(pid, init_pid)
 
 

@@ -33,8 +33,8 @@ class _Direction:
     eof: bool = False
     done: bool = False
     moved: int = 0
-
     big: bool = False
+    watching: tuple[bool, int] | None = None  # (for writing?, fd) the loop watches for this direction
 
     def _grow(self) -> None:
         """Give the pipe 1 MiB once the flow turns out to carry bulk data (most carry a few KiB)."""
@@ -98,23 +98,37 @@ class LoopRelay:
         self.back = _Direction(upstream, client)
         self.finished = False
         for sock in (client, upstream):
-            sock.setblocking(False)
+            if sock.gettimeout() != 0:  # already non-blocking as the gateway hands them over: no syscall
+                sock.setblocking(False)
         self._arm(self.out)
         self._arm(self.back)
 
     def _arm(self, d: _Direction) -> None:
-        if self.finished or d.done:
+        """Watch what this direction waits for: its destination while bytes are pending, else its
+        source. Registrations change only when that changes (a chatty flow re-arms nothing)."""
+        want = None
+        if not self.finished and not d.done:
+            if d.pending:
+                want = (True, d.dst.fileno())
+            elif not d.eof:
+                want = (False, d.src.fileno())
+        if want == d.watching:
             return
-        if d.pending:
-            self.loop.add_writer(d.dst.fileno(), self._step, d, True)
-        elif not d.eof:
-            self.loop.add_reader(d.src.fileno(), self._step, d, False)
+        self._unwatch(d)
+        if want is not None:
+            if want[0]:
+                self.loop.add_writer(want[1], self._step, d)
+            else:
+                self.loop.add_reader(want[1], self._step, d)
+        d.watching = want
 
-    def _step(self, d: _Direction, writable: bool) -> None:
-        if writable:
-            self.loop.remove_writer(d.dst.fileno())
-        else:
-            self.loop.remove_reader(d.src.fileno())
+    def _unwatch(self, d: _Direction) -> None:
+        if d.watching is not None:
+            writing, fd = d.watching
+            (self.loop.remove_writer if writing else self.loop.remove_reader)(fd)
+            d.watching = None
+
+    def _step(self, d: _Direction) -> None:
         try:
             for _ in range(_ROUNDS):  # keep going while bytes flow: fewer loop wake-ups per megabyte
                 before = d.moved + d.pending
@@ -138,10 +152,10 @@ class LoopRelay:
         if self.finished:
             return
         self.finished = True
-        for sock in (self.client, self.upstream):
+        for d in (self.out, self.back):
             with contextlib.suppress(OSError, ValueError):
-                self.loop.remove_reader(sock.fileno())
-                self.loop.remove_writer(sock.fileno())
+                self._unwatch(d)
+        for sock in (self.client, self.upstream):
             with contextlib.suppress(OSError):
                 if error:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")

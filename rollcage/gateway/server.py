@@ -38,6 +38,7 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 import dns.rrset
+import uvloop
 
 from rollcage.gateway import nft
 from rollcage.gateway.addressing import GATEWAY_DNS_PORT, GATEWAY_TCP_PORT
@@ -51,7 +52,7 @@ from rollcage.gateway.detect import (
     is_mining_domain,
     is_mining_port,
 )
-from rollcage.gateway.owner import SocketOwner, find_owner
+from rollcage.gateway.owner import OwnerHint, SocketOwner, find_owner
 from rollcage.gateway.policy import Decision, NetworkPolicy
 from rollcage.gateway.protocols import MAX_INSPECT, Identification, identify
 from rollcage.gateway.relay import LoopRelay
@@ -63,7 +64,9 @@ INSPECT_TIMEOUT_S = 1.0  # a client that says nothing (server-speaks-first proto
 CONNECT_TIMEOUT_S = 10.0
 DROP_POLL_S = 2.0
 OPEN_EVENT_DELAY_S = 1.0
+ACCEPT_BATCH = 64
 _RST = struct.pack("ii", 1, 0)
+_NOTHING_YET = identify(b"")
 
 
 @dataclass
@@ -81,7 +84,27 @@ class SandboxEntry:
     drops: dict[int, int] = field(default_factory=dict)  # ip protocol -> packets counted so far
     relays: dict[int, tuple[asyncio.Future[None], socket.socket, socket.socket]] = field(default_factory=dict)
     diag: SockDiag | None = None  # sock_diag socket inside the sandbox's namespace, for owner lookups
-    last_owner: int | None = None  # whoever connected last is the likeliest next owner
+    owner_hint: OwnerHint = field(default_factory=OwnerHint)  # whoever connected last is the likeliest next owner
+    decisions: dict[tuple[str, int, str | None], Decision] = field(default_factory=dict)
+
+    def decide(self, dst_ip: str, dst_port: int, domain: str | None) -> Decision:
+        """The policy's decision, remembered per destination until the resolver hands out new
+        addresses (a client that reconnects to one upstream is judged once, not per connection)."""
+        key = (dst_ip, dst_port, domain)
+        decision = self.decisions.get(key)
+        if decision is None:
+            if len(self.decisions) >= 4096:
+                self.decisions.clear()
+            decision = self.policy.decide(dst_ip, dst_port, domain, self.resolved.get(domain or "", ()))
+            self.decisions[key] = decision
+        return decision
+
+    def learned(self, name: str, addresses: list[str]) -> None:
+        """Our resolver gave ``addresses`` for ``name`` to this sandbox."""
+        self.resolved.setdefault(name, set()).update(addresses)
+        for address in addresses:
+            self.names_by_ip[address] = name
+        self.decisions.clear()
 
 
 def original_destination(conn: socket.socket) -> tuple[str, int]:
@@ -225,9 +248,25 @@ class GatewayServer:
             return sock
 
         server = self._ns.call(listener)
-        while True:
-            conn, peer = await loop.sock_accept(server)
-            self._spawn(self.handle_connection(conn, peer))
+
+        def accept_ready() -> None:
+            """Take every connection that is waiting (up to a batch), one task each."""
+            for _ in range(ACCEPT_BATCH):
+                try:
+                    conn, peer = server.accept()
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError:  # out of descriptors: leave the rest queued until the next wake-up
+                    return
+                conn.setblocking(False)
+                self._spawn(self.handle_connection(conn, peer))
+
+        loop.add_reader(server.fileno(), accept_ready)
+        try:
+            await asyncio.Future()  # serve until cancelled
+        finally:
+            loop.remove_reader(server.fileno())
+            server.close()
 
     async def handle_connection(self, conn: socket.socket, peer: tuple[str, int]) -> None:
         loop = asyncio.get_running_loop()
@@ -243,12 +282,10 @@ class GatewayServer:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # Right away, on the loop: a client that sends and exits loses its socket's owner within microseconds.
         owner = find_owner(entry.init_pid, entry.pids_file, "tcp", *peer, dst=(dst_ip, dst_port), diag=entry.diag,
-                           hint=entry.last_owner)  # fmt: skip
-        if owner is not None:
-            entry.last_owner = owner.pid
+                           hint=entry.owner_hint)  # fmt: skip
         head, ident = await self.read_head(conn)
         domain = _claimed_name(ident) or entry.names_by_ip.get(dst_ip)
-        decision = entry.policy.decide(dst_ip, dst_port, domain, entry.resolved.get(domain or "", ()))
+        decision = entry.decide(dst_ip, dst_port, domain)
         if decision.allow and (ident.protocol == "stratum" or ident.fields.get("mining_method")):
             # No policy entry can allow mining: a pool behind an allowed name or address is still a pool.
             decision = Decision(False, "mining protocol on the wire", decision.matched)
@@ -278,7 +315,9 @@ class GatewayServer:
             return
         try:
             if head:
-                await loop.sock_sendall(upstream, head)
+                sent = _send_some(upstream, head)  # fits in a fresh socket's buffer: no await
+                if sent < len(head):
+                    await loop.sock_sendall(upstream, head[sent:])
         except OSError as exc:
             reset(conn)
             reset(upstream)
@@ -313,19 +352,30 @@ class GatewayServer:
         LoopRelay(loop, conn, upstream, done)
 
     async def read_head(self, conn: socket.socket) -> tuple[bytes, Identification]:
-        """Read what the client sends first until the protocol is known (or it goes quiet)."""
+        """Read what the client sends first until the protocol is known (or it goes quiet).
+
+        The socket is tried before anything is awaited: a client that sends right after
+        connecting has usually done so by the time its owner is known.
+        """
         loop = asyncio.get_running_loop()
         head = b""
-        ident = identify(head)
-        deadline = loop.time() + INSPECT_TIMEOUT_S
+        ident = _NOTHING_YET
+        deadline = None
         while not ident.final and len(head) < MAX_INSPECT:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
             try:
-                async with asyncio.timeout(remaining):  # no extra task per read, unlike wait_for
-                    chunk = await loop.sock_recv(conn, MAX_INSPECT - len(head))
-            except (TimeoutError, OSError):
+                chunk = conn.recv(MAX_INSPECT - len(head))
+            except BlockingIOError:
+                if deadline is None:
+                    deadline = loop.time() + INSPECT_TIMEOUT_S
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    async with asyncio.timeout(remaining):  # no extra task per read, unlike wait_for
+                        chunk = await loop.sock_recv(conn, MAX_INSPECT - len(head))
+                except (TimeoutError, OSError):
+                    break
+            except OSError:
                 break
             if not chunk:
                 break
@@ -361,12 +411,13 @@ class GatewayServer:
             sock.setblocking(False)
             return sock
 
-        sock = self._ns.call(listener)
-        while True:
-            data, peer = await loop.sock_recvfrom(sock, 4096)
-            self._spawn(self.answer_dns(sock, data, peer))
+        transport, _ = await loop.create_datagram_endpoint(lambda: _DnsProtocol(self), sock=self._ns.call(listener))
+        try:
+            await asyncio.Future()  # serve until cancelled
+        finally:
+            transport.close()
 
-    async def answer_dns(self, sock: socket.socket, data: bytes, peer: tuple[str, int]) -> None:
+    async def answer_dns(self, transport: asyncio.DatagramTransport, data: bytes, peer: tuple[str, int]) -> None:
         loop = asyncio.get_running_loop()
         entry = self.by_ip.get(peer[0])
         if entry is None:
@@ -392,9 +443,7 @@ class GatewayServer:
                 answer = [a for a in addresses if version in a]
                 if answer:
                     response.answer.append(dns.rrset.from_text_list(question.name, 30, "IN", qtype, answer))
-                    entry.resolved.setdefault(qname, set()).update(answer)
-                    for address in answer:
-                        entry.names_by_ip[address] = qname
+                    entry.learned(qname, answer)
                 elif not addresses:
                     response.set_rcode(dns.rcode.NXDOMAIN)
         else:
@@ -410,7 +459,7 @@ class GatewayServer:
         if rate:
             indicators.append("dns_rate")
         with contextlib.suppress(OSError):
-            await loop.sock_sendto(sock, response.to_wire(), peer)
+            transport.sendto(response.to_wire(), peer)
         event = {"qname": qname, "qtype": qtype, "answer": answer, "decision": decision, "reason": reason,
                  "indicators": indicators, **_owner_fields(owner)}  # fmt: skip
         if tunnel:
@@ -452,11 +501,33 @@ class GatewayServer:
                 task.cancel()
 
 
+class _DnsProtocol(asyncio.DatagramProtocol):
+    """Hands each query on the resolver socket to its own task."""
+
+    def __init__(self, server: GatewayServer) -> None:
+        self.server = server
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's UDP transport does not subclass it
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        assert self.transport is not None
+        self.server._spawn(self.server.answer_dns(self.transport, data, addr))
+
+
 async def _owner(lookup: asyncio.Future[SocketOwner | None]) -> SocketOwner | None:
     try:
         return await asyncio.wait_for(lookup, 0.5)
     except (TimeoutError, OSError):
         return None
+
+
+def _send_some(sock: socket.socket, data: bytes) -> int:
+    try:
+        return sock.send(data)
+    except BlockingIOError:
+        return 0
 
 
 def _claimed_name(ident: Identification) -> str | None:
@@ -482,6 +553,12 @@ def _details(ident: Identification) -> dict[str, Any]:
     return {k: v for k, v in ident.fields.items() if k != "head" and v not in (None, [], "")}
 
 
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop: the per-connection path (accept, recv, connect, readiness callbacks) is the
+    gateway's hot loop, and uvloop runs it in C."""
+    return uvloop.new_event_loop()
+
+
 def _die_with_parent() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -501,8 +578,8 @@ def main(argv: list[str] | None = None) -> None:
     control = socket.socket(fileno=args.control_fd)
     connector = connector_from_spec(json.loads(args.connector))
     server = GatewayServer(control, Path(args.netns), connector, json.loads(args.host_addresses))
-    with contextlib.suppress(KeyboardInterrupt, SystemExit):
-        asyncio.run(server.run())
+    with contextlib.suppress(KeyboardInterrupt, SystemExit), asyncio.Runner(loop_factory=_new_loop) as runner:
+        runner.run(server.run())
     connector.close()
     os._exit(0)
 

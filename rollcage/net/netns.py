@@ -101,16 +101,26 @@ class NetnsSwitch:
     def __init__(self, path: str | Path) -> None:
         self._target = os.open(netns_path(path), os.O_RDONLY | os.O_CLOEXEC)
 
-    def socket(self, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM) -> socket.socket:
+    def sockets(self, count: int, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM) -> list[socket.socket]:
+        """``count`` sockets for one trip into the namespace and back."""
         home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        made: list[socket.socket] = []
         try:
             setns(self._target)
             try:
-                return socket.socket(family, type)
+                made.extend(socket.socket(family, type) for _ in range(count))
             finally:
                 setns(home)  # if this failed the thread would stay in the wrong namespace: let it raise
+        except BaseException:
+            for sock in made:
+                sock.close()
+            raise
         finally:
             os.close(home)
+        return made
+
+    def socket(self, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM) -> socket.socket:
+        return self.sockets(1, family, type)[0]
 
     def close(self) -> None:
         os.close(self._target)
