@@ -32,7 +32,7 @@ UPSTREAM_IP = "198.51.100.20"  # the package-index address of the simulated inte
 BULK_PORT, ECHO_PORT = 9100, 9101
 
 SERVER = r"""
-import socket, sys, threading
+import selectors, socket, sys, threading
 host, bulk_port, echo_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 ZEROS = bytes(1 << 20)
 def bulk(conn):
@@ -40,19 +40,42 @@ def bulk(conn):
         n = int(conn.makefile("rb").readline())
         while n > 0:
             conn.sendall(ZEROS[: min(n, len(ZEROS))]); n -= len(ZEROS)
-def echo(conn):
-    with conn:
-        while (data := conn.recv(64)):
-            conn.sendall(data)
-def serve(port, handler):
+def listen(port):
     s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((host, port)); s.listen(1024)
+    s.bind((host, port)); s.listen(4096)
+    return s
+def serve_bulk(s):
     while True:
-        c, _ = s.accept(); c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        threading.Thread(target=handler, args=(c,), daemon=True).start()
-threading.Thread(target=serve, args=(bulk_port, bulk), daemon=True).start()
+        c, _ = s.accept()
+        threading.Thread(target=bulk, args=(c,), daemon=True).start()
+def serve_echo(s):
+    # One thread for all echo connections: the upstream should cost as little as it can,
+    # since it shares the machine's cores with the gateway under test.
+    sel = selectors.DefaultSelector(); s.setblocking(False); sel.register(s, selectors.EVENT_READ)
+    while True:
+        for key, _ in sel.select():
+            if key.fileobj is s:
+                while True:
+                    try:
+                        c, _ = s.accept()
+                    except BlockingIOError:
+                        break
+                    c.setblocking(False); c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    sel.register(c, selectors.EVENT_READ)
+                continue
+            c = key.fileobj
+            try:
+                data = c.recv(64)
+                if data:
+                    c.send(data)
+                    continue
+            except OSError:
+                pass
+            sel.unregister(c); c.close()
+threading.Thread(target=serve_bulk, args=(listen(bulk_port),), daemon=True).start()
+echo = listen(echo_port)
 print("ready", flush=True)
-serve(echo_port, echo)
+serve_echo(echo)
 """
 
 CLIENT = r"""

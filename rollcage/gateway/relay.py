@@ -1,10 +1,11 @@
 """Move bytes between a sandbox connection and its upstream without copying them through Python.
 
-The gateway's event loop watches both sockets of a flow and moves data with ``splice(2)``
-through a pipe per direction, so an allowed bulk transfer runs at close to kernel speed and a
-short connection costs no thread. Half-closes are passed
-on (a client's EOF becomes a ``shutdown(SHUT_WR)`` upstream) and an error on either side
-closes both.
+The gateway's event loop watches both sockets of a flow. The first chunk each way is copied
+with recv/send: most flows are a few KiB, and a pipe pair would cost more syscalls than
+the bytes. A direction whose chunk fills the copy buffer turns to ``splice(2)`` through a
+pipe, so a bulk transfer runs at close to kernel speed, and no flow costs a thread.
+Half-closes are passed on (a client's EOF becomes a ``shutdown(SHUT_WR)`` upstream) and an
+error on either side closes both.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import fcntl
 import os
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+_COPY_CHUNK = 64 * 1024
 _CHUNK = 1 << 20
 _ROUNDS = 16
 _GROW_AFTER = 256 * 1024
@@ -28,23 +30,33 @@ _F_SETPIPE_SZ = 1031
 class _Direction:
     src: socket.socket
     dst: socket.socket
-    pipe: tuple[int, int] = field(default_factory=os.pipe)
-    pending: int = 0
+    pipe: tuple[int, int] | None = None  # made once the direction turns out to carry bulk data
+    buffer: bytes = b""  # copied bytes not yet sent on
+    pending: int = 0  # bytes waiting in the pipe
     eof: bool = False
     done: bool = False
     moved: int = 0
-    big: bool = False
     watching: tuple[bool, int] | None = None  # (for writing?, fd) the loop watches for this direction
 
-    def _grow(self) -> None:
-        """Give the pipe 1 MiB once the flow turns out to carry bulk data (most carry a few KiB)."""
-        self.big = True
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(self.pipe[1], _F_SETPIPE_SZ, _PIPE_SIZE)
+    @property
+    def waiting(self) -> int:
+        """Bytes read from the source and not yet written to the destination."""
+        return len(self.buffer) + self.pending
 
     def pump_in(self) -> None:
-        """Socket to pipe, while nothing is waiting in the pipe."""
-        if self.pending or self.eof:
+        """Source to buffer or pipe, while nothing is waiting."""
+        if self.buffer or self.pending or self.eof:
+            return
+        if self.pipe is None:
+            try:
+                data = self.src.recv(_COPY_CHUNK)
+            except BlockingIOError:
+                return
+            if not data:
+                self.eof = True
+            self.buffer = data
+            if len(data) == _COPY_CHUNK:
+                self.pipe = os.pipe()  # a full buffer: bulk data, splice from now on
             return
         try:
             n = os.splice(self.src.fileno(), self.pipe[1], _CHUNK, flags=os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK)
@@ -52,13 +64,25 @@ class _Direction:
             return
         if n == 0:
             self.eof = True
-        elif not self.big and self.moved + n >= _GROW_AFTER:
-            self._grow()
+        elif self.moved < _GROW_AFTER <= self.moved + n:
+            with contextlib.suppress(OSError):  # a 1 MiB pipe once the flow is clearly bulk
+                fcntl.fcntl(self.pipe[1], _F_SETPIPE_SZ, _PIPE_SIZE)
         self.pending += n
 
     def pump_out(self) -> None:
-        """Pipe to socket; on the source's EOF with nothing pending, half-close the destination."""
+        """Buffer and pipe to the destination; on the source's EOF with nothing waiting,
+        half-close the destination."""
+        if self.buffer:
+            try:
+                n = self.dst.send(self.buffer)
+            except BlockingIOError:
+                return
+            self.buffer = self.buffer[n:]
+            self.moved += n
+            if self.buffer:
+                return
         while self.pending:
+            assert self.pipe is not None
             try:
                 n = os.splice(self.pipe[0], self.dst.fileno(), self.pending,
                               flags=os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK)  # fmt: skip
@@ -72,9 +96,10 @@ class _Direction:
                 self.dst.shutdown(socket.SHUT_WR)
 
     def close(self) -> None:
-        for fd in self.pipe:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        if self.pipe is not None:
+            for fd in self.pipe:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
 
 class LoopRelay:
@@ -108,7 +133,7 @@ class LoopRelay:
         source. Registrations change only when that changes (a chatty flow re-arms nothing)."""
         want = None
         if not self.finished and not d.done:
-            if d.pending:
+            if d.waiting:
                 want = (True, d.dst.fileno())
             elif not d.eof:
                 want = (False, d.src.fileno())
@@ -131,10 +156,10 @@ class LoopRelay:
     def _step(self, d: _Direction) -> None:
         try:
             for _ in range(_ROUNDS):  # keep going while bytes flow: fewer loop wake-ups per megabyte
-                before = d.moved + d.pending
+                before = d.moved + d.waiting
                 d.pump_in()
                 d.pump_out()
-                if d.pending or d.eof or d.moved + d.pending == before:
+                if d.waiting or d.eof or d.moved + d.waiting == before:
                     break
         except OSError as exc:
             self._finish(os.strerror(exc.errno) if exc.errno else str(exc))
