@@ -99,7 +99,8 @@ class OwnerHint:
 
     A client that loops over connections owns the next one too, under one of the same fds.
     Such a hit skips the parent walk: the process already existed when this socket was
-    connected, so it cannot have inherited it by fork (only by fd passing, which this misses).
+    connected, so it cannot have inherited it by fork (only by fd passing, or after its pid
+    was reused by a fresh child, which this misses).
     """
 
     pid: int | None = None
