@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import errno
 import ipaddress
 import json
 import os
@@ -150,6 +151,7 @@ class GatewayServer:
         self.dns_rates = DnsRateTracker()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self._outbox: list[bytes] = []
         self._ns = NetnsSockets(netns)
         self._tasks: set[asyncio.Task[None]] = set()
         self._tag_cache: dict[str, set[str]] = {}
@@ -172,8 +174,16 @@ class GatewayServer:
     # -- control channel ---------------------------------------------------------------
 
     def send(self, message: dict[str, Any]) -> None:
-        assert self._writer is not None
-        self._writer.write(json.dumps(message, separators=(",", ":"), default=str).encode() + b"\n")
+        """Queue one message; everything queued in a loop iteration goes out in one write."""
+        if not self._outbox:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._outbox.append(json.dumps(message, separators=(",", ":"), default=str).encode())
+
+    def _flush(self) -> None:
+        if self._outbox and self._writer is not None:
+            self._outbox.append(b"")
+            self._writer.write(b"\n".join(self._outbox))
+            self._outbox.clear()
 
     def event(self, entry: SandboxEntry, type_: str, data: dict[str, Any]) -> None:
         self.send({"op": "event", "sandbox_id": entry.sandbox_id, "type": type_, "data": data})
@@ -192,6 +202,7 @@ class GatewayServer:
                 with contextlib.suppress(Exception):
                     reply["id"] = json.loads(line).get("id")
             self.send(reply)
+            self._flush()
             await self._writer.drain()
         # the supervisor is gone: nothing may outlive it
         raise SystemExit(0)
@@ -253,11 +264,12 @@ class GatewayServer:
             """Take every connection that is waiting (up to a batch), one task each."""
             for _ in range(ACCEPT_BATCH):
                 try:
-                    conn, peer = server.accept()
+                    fd, peer = server._accept()  # socket.accept() minus its per-call enum conversions
                 except (BlockingIOError, InterruptedError):
                     return
                 except OSError:  # out of descriptors: leave the rest queued until the next wake-up
                     return
+                conn = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0, fd)
                 conn.setblocking(False)
                 self._spawn(self.handle_connection(conn, peer))
 
@@ -389,15 +401,24 @@ class GatewayServer:
             sock = self.connector.socket_for(ip)
         except (OSError, ValueError) as exc:
             return str(exc)
-        try:
-            async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                await loop.sock_connect(sock, (ip, port))
-        except TimeoutError:
+        error = sock.connect_ex((ip, port))
+        if error == errno.EINPROGRESS and not _connected(sock):
+            ready = loop.create_future()
+            loop.add_writer(sock.fileno(), _resolve, ready)
+            try:
+                async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                    await ready
+            except TimeoutError:
+                error = errno.ETIMEDOUT
+            else:
+                error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            finally:
+                loop.remove_writer(sock.fileno())
+        elif error == errno.EINPROGRESS:
+            error = 0  # a nearby upstream: the handshake finished inside connect()
+        if error:
             sock.close()
-            return "connect timed out"
-        except OSError as exc:
-            sock.close()
-            return exc.strerror or str(exc)
+            return "connect timed out" if error == errno.ETIMEDOUT else os.strerror(error)
         return sock
 
     # -- DNS ---------------------------------------------------------------------------
@@ -521,6 +542,20 @@ async def _owner(lookup: asyncio.Future[SocketOwner | None]) -> SocketOwner | No
         return await asyncio.wait_for(lookup, 0.5)
     except (TimeoutError, OSError):
         return None
+
+
+def _connected(sock: socket.socket) -> bool:
+    """Whether a non-blocking connect has already completed (a peer name exists only then)."""
+    try:
+        sock.getpeername()
+    except OSError:
+        return False
+    return True
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _send_some(sock: socket.socket, data: bytes) -> int:
