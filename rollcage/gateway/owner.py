@@ -109,8 +109,10 @@ class OwnerHint:
     def remember(self, pid: int, fd: str | None) -> None:
         if pid != self.pid:
             self.pid, self.fds = pid, []
-        if fd is not None and fd not in self.fds:
-            self.fds.insert(0, fd)
+        if fd is not None and (not self.fds or self.fds[0] != fd):
+            if fd in self.fds:
+                self.fds.remove(fd)
+            self.fds.insert(0, fd)  # most recent first
             del self.fds[4:]
 
 

@@ -37,6 +37,7 @@ class _Direction:
     done: bool = False
     moved: int = 0
     watching: tuple[bool, int] | None = None  # (for writing?, fd) the loop watches for this direction
+    drained: bool = False  # the last copy read came back short: wait for readiness, don't read again
 
     @property
     def waiting(self) -> int:
@@ -55,7 +56,8 @@ class _Direction:
             if not data:
                 self.eof = True
             self.buffer = data
-            if len(data) == _COPY_CHUNK:
+            self.drained = len(data) < _COPY_CHUNK  # a short read: nothing more to read for now
+            if not self.drained:
                 self.pipe = os.pipe()  # a full buffer: bulk data, splice from now on
             return
         try:
@@ -159,7 +161,7 @@ class LoopRelay:
                 before = d.moved + d.waiting
                 d.pump_in()
                 d.pump_out()
-                if d.waiting or d.eof or d.moved + d.waiting == before:
+                if d.waiting or d.eof or d.drained or d.moved + d.waiting == before:
                     break
         except OSError as exc:
             self._finish(os.strerror(exc.errno) if exc.errno else str(exc))
