@@ -7,6 +7,7 @@ namespace, upstreams inside the simulated internet), so nothing can leave this m
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -237,6 +238,53 @@ def test_each_connection_is_attributed_to_the_process_that_made_it(gateway: Gate
     flows = recorder.of("flow", phase="closed")
     assert [f["cmdline"] for f in flows] == ["python3 /work/loop.py"] * 40 + ["python3 /work/once.py"]
     assert len({f["pid"] for f in flows[:40]}) == 1 and flows[40]["pid"] != flows[0]["pid"]
+
+
+HOLD_CLIENT = r"""
+import socket, time
+def echo(s):
+    try:
+        s.sendall(b"x")
+        return s.recv(1) == b"x"
+    except OSError:
+        return False
+held, answered = [], 0
+for _ in range(30):
+    try:
+        s = socket.create_connection(("198.51.100.20", 7), timeout=3)
+    except OSError:
+        continue
+    s.settimeout(0.5)
+    answered += echo(s)
+    held.append(s)
+for s in held:
+    s.close()
+time.sleep(0.5)
+fresh = 0
+for _ in range(5):
+    with socket.create_connection(("198.51.100.20", 7), timeout=5) as s:
+        s.settimeout(5)
+        fresh += echo(s)
+print(answered, fresh)
+"""
+
+
+def test_gateway_out_of_descriptors_keeps_serving_once_they_free_up(internet: SimulatedInternet) -> None:
+    """A sandbox that holds more connections than the gateway has descriptors for stalls only
+    the ones over the limit; when it lets go, new connections work again."""
+    with (
+        Gateway(internet.connector_spec(), outer_netns=OFFLINE_NETNS) as gw,
+        Sandbox(SandboxConfig(network=["198.51.100.20:7"]), gateway=gw, events=Recorder()) as sb,
+    ):
+        sb.write_file("/work/hold.py", HOLD_CLIENT)
+        assert sb.run("python3 /work/hold.py", timeout=60).output.split() == ["30", "5"]  # with descriptors to spare
+        limit = len(os.listdir(f"/proc/{gw.pid}/fd")) + 20
+        hard = resource.prlimit(gw.pid, resource.RLIMIT_NOFILE)[1]
+        resource.prlimit(gw.pid, resource.RLIMIT_NOFILE, (limit, hard))
+        answered, fresh = map(int, sb.run("python3 /work/hold.py", timeout=60).output.split())
+        assert 0 < answered < 30  # some got through, the rest waited in the accept queue
+        assert fresh == 5
+        assert gw.alive
 
 
 def test_bad_policy_entries_are_rejected_before_anything_starts() -> None:

@@ -66,6 +66,7 @@ CONNECT_TIMEOUT_S = 10.0
 DROP_POLL_S = 2.0
 OPEN_EVENT_DELAY_S = 1.0
 ACCEPT_BATCH = 64
+ACCEPT_RETRY_S = 0.05
 _RST = struct.pack("ii", 1, 0)
 _NOTHING_YET = identify(b"")
 
@@ -267,16 +268,25 @@ class GatewayServer:
                     fd, peer = server._accept()  # socket.accept() minus its per-call enum conversions
                 except (BlockingIOError, InterruptedError):
                     return
-                except OSError:  # out of descriptors: leave the rest queued until the next wake-up
+                except OSError:  # out of descriptors: leave the rest queued, try again shortly
+                    loop.remove_reader(server.fileno())  # (a level-triggered reader would spin meanwhile)
+                    paused.append(loop.call_later(ACCEPT_RETRY_S, resume))
                     return
                 conn = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0, fd)
                 conn.setblocking(False)
                 self._spawn(self.handle_connection(conn, peer))
 
+        def resume() -> None:
+            paused.clear()
+            loop.add_reader(server.fileno(), accept_ready)
+
+        paused: list[asyncio.TimerHandle] = []
         loop.add_reader(server.fileno(), accept_ready)
         try:
             await asyncio.Future()  # serve until cancelled
         finally:
+            for handle in paused:
+                handle.cancel()
             loop.remove_reader(server.fileno())
             server.close()
 
