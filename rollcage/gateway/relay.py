@@ -105,7 +105,8 @@ class _Direction:
 
 
 class LoopRelay:
-    """Relay one flow on the gateway's event loop: readiness callbacks, ``splice(2)`` for the bytes.
+    """Relay one flow on the gateway's event loop: readiness callbacks, recv/send for the first
+    chunk each way and ``splice(2)`` for bulk.
 
     No thread per flow: a short connection costs a few callbacks, and a bulk transfer still moves
     its data kernel-side. ``on_done(bytes_out, bytes_in, error)`` runs once, on the loop.
