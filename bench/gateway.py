@@ -202,7 +202,8 @@ def main() -> None:
                                "target_added_p50": 1.0, "meets_target": added <= 1.0, "samples": args.latency_n},
         "connection_rate": {"loopback_per_s": round(lo_rate["connections"] / lo_rate["seconds"], 1),
                             "gateway_per_s": round(rate, 1), "target_per_s": 2000, "meets_target": rate >= 2000,
-                            "gateway_cpu_s": round(gw_rate_cpu, 3)},
+                            "gateway_cpu_s": round(gw_rate_cpu, 3),
+                            "gateway_cpu_ms_per_conn": round(gw_rate_cpu / max(gw_rate["connections"], 1) * 1000, 3)},
         "idle": {"sandboxes": args.idle, "seconds": args.idle_seconds, "gateway_cpu_pct_of_core": round(idle_pct, 3),
                  "target_pct": 1.0, "meets_target": idle_pct < 1.0},
     })  # fmt: skip
