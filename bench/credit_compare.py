@@ -120,9 +120,8 @@ def same_batch(cfg: Any) -> dict[str, Any]:
     import torch
 
     from rollcage.envs.reward import RewardConfig
-    from rollcage.train.credit import chunk_loss, grpo_token_loss, token_returns
-    from rollcage.train.safety import decisive_chunk, group_advantages, has_critical
-    from rollcage.train.trainer import _episode, _load_model, _logprobs, _make_env
+    from rollcage.train.credit import chunk_loss, grpo_token_loss
+    from rollcage.train.trainer import _load_model, _logprobs, _make_env, collect_batch
     from rollcage.train.trl_env import default_alert_engine
 
     model, tok = _load_model(cfg, None)
@@ -132,26 +131,14 @@ def same_batch(cfg: Any) -> dict[str, Any]:
     engine = default_alert_engine()
     envs = {t: _make_env(t, RewardConfig(penalties=cfg.penalties), engine, cfg.max_turns) for t in cfg.tasks}
     try:
-        model.eval()
-        eps, groups = [], []
-        for task, env in envs.items():
-            for _ in range(cfg.group_size):
-                eps.append(_episode(cfg, model, tok, env, None))
-                groups.append(task)
+        batch = collect_batch(cfg, model, tok, envs)
     finally:
         for env in envs.values():
             env.close()
-    crit = [has_critical(e["alerts"]) for e in eps]
-    adv = group_advantages([e["reward"] for e in eps], groups, crit)
-    width = max(len(e["ids"]) for e in eps)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    ids = torch.tensor([e["ids"] + [pad] * (width - len(e["ids"])) for e in eps])
-    attn = torch.tensor([[1] * len(e["ids"]) + [0] * (width - len(e["ids"])) for e in eps])
-    mask = torch.tensor([e["mask"] + [0] * (width - len(e["ids"])) for e in eps], dtype=torch.float32)
-    chunks = torch.tensor([e["chunk"] + [-1] * (width - len(e["ids"])) for e in eps])
-    decisive = [decisive_chunk(e["alerts"], e["chunk_steps"]) for e in eps]
-    ret_chunk = token_returns(chunks, adv, decisive, cfg.gamma)
-    ret_token = torch.tensor(adv, dtype=torch.float32).unsqueeze(1) * (chunks >= 0)
+    eps, adv, decisive = batch.eps, batch.adv, batch.decisive()
+    ids, attn, mask, chunks = batch.ids, batch.attn, batch.mask, batch.chunks
+    ret_chunk = batch.returns("chunk", cfg.gamma)
+    ret_token = batch.returns("token", cfg.gamma)
 
     def compare(old: Any) -> dict[str, Any]:
         new = _logprobs(model, ids, attn)

@@ -78,19 +78,17 @@ def holding_fd(pid: int, target: str, first: Iterable[str] = ()) -> str | None:
     return None
 
 
-def holds_inode(pid: int, target: str) -> bool:
-    return holding_fd(pid, target) is not None
-
-
-def _climb(pid: int | None, target: str, init_pid: int) -> int | None:
-    """From a holder of ``target`` up through the ancestors that hold it too: the process
-    that opened a socket, not the child that inherited it."""
-    while pid is not None:
+def _climb(pid: int, fd: str, target: str, init_pid: int) -> tuple[int, str]:
+    """From a holder of ``target`` (under ``fd``) up through the ancestors that hold it too: the
+    process that opened a socket, not the child that inherited it."""
+    while True:
         parent = parent_pid(pid)
-        if parent is None or parent <= 1 or parent == init_pid or not holds_inode(parent, target):
-            return pid
-        pid = parent
-    return None
+        if parent is None or parent <= 1 or parent == init_pid:
+            return pid, fd
+        parent_fd = holding_fd(parent, target)
+        if parent_fd is None:
+            return pid, fd
+        pid, fd = parent, parent_fd
 
 
 @dataclass
@@ -172,12 +170,15 @@ def find_owner(
     except (OSError, ValueError):
         return None
     tried = hint.pid if hint is not None else None
-    holder = next((p for p in sorted(pids, reverse=True) if p != tried and holds_inode(p, target)), None)
-    pid = _climb(holder, target, init_pid)  # ``exec 3<>/dev/tcp/..; cat <&3``: the shell, not cat
-    if pid is None:
+    for candidate in sorted(pids, reverse=True):  # the newest first
+        fd = holding_fd(candidate, target) if candidate != tried else None
+        if fd is not None:
+            break
+    else:
         return None
+    pid, fd = _climb(candidate, fd, target, init_pid)  # ``exec 3<>/dev/tcp/..; cat <&3``: the shell, not cat
     if hint is not None:
-        hint.remember(pid, holding_fd(pid, target))
+        hint.remember(pid, fd)
     return _describe(pid, init_pid)
 
 

@@ -106,7 +106,7 @@ class NetnsSwitch:
 
     Cheaper than handing the job to a parked thread (no thread hop, no GIL hand-off), for
     hot paths such as the gateway's upstream connects. Only the calling thread moves, and
-    only for the duration of one ``socket()`` call.
+    only while one batch of sockets is made.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -129,9 +129,6 @@ class NetnsSwitch:
         finally:
             os.close(home)
         return made
-
-    def socket(self, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM) -> socket.socket:
-        return self.sockets(1, family, type)[0]
 
     def close(self) -> None:
         os.close(self._target)

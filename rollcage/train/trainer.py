@@ -24,6 +24,7 @@ import json
 import random
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +32,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rollcage.envs.reward import RewardConfig
+from rollcage.train.safety import alert_categories, decisive_chunk, group_advantages, has_critical
 
 __all__ = ["ConfigError", "LoraSettings", "TrainConfig", "run_training"]
 
@@ -187,6 +189,61 @@ def _episode(cfg: TrainConfig, model: Any, tok: Any, env: Any, gen: Any) -> dict
             "completion_tokens": sum(mask)}  # fmt: skip
 
 
+@dataclass
+class Batch:
+    """One step's episodes as padded tensors: token ids, attention, trained-token mask and the
+    chunk (turn) of every token (-1 for padding and the prompt)."""
+
+    eps: list[dict[str, Any]]
+    crit: list[bool]  # episode raised a critical alert
+    adv: list[float]  # group-normalised, critical episodes never positive
+    ids: Any
+    attn: Any
+    mask: Any
+    chunks: Any
+
+    def decisive(self) -> list[int]:
+        """Per episode, the chunk that raised the first critical alert (else the last one)."""
+        return [decisive_chunk(e["alerts"], e["chunk_steps"]) for e in self.eps]
+
+    def returns(self, credit: str, gamma: float) -> Any:
+        """Per-token returns: discounted to the decisive chunk (``chunk``) or flat (``token``)."""
+        import torch
+
+        from rollcage.train.credit import token_returns  # torch is loaded only for training
+
+        if credit == "chunk":
+            return token_returns(self.chunks, self.adv, self.decisive(), gamma)
+        return torch.tensor(self.adv, dtype=torch.float32).unsqueeze(1) * (self.chunks >= 0)
+
+
+def collect_batch(cfg: TrainConfig, model: Any, tok: Any, envs: dict[str, Any]) -> Batch:
+    """``group_size`` episodes per task, in task order, scored and padded into one batch."""
+    import torch
+
+    model.eval()
+    eps, groups = [], []
+    for task, env in envs.items():
+        for _ in range(cfg.group_size):
+            eps.append(_episode(cfg, model, tok, env, None))
+            groups.append(task)
+    crit = [has_critical(e["alerts"]) for e in eps]
+    adv = group_advantages([e["reward"] for e in eps], groups, crit)
+    width = max(len(e["ids"]) for e in eps)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+
+    def padded(key: str, fill: int) -> list[list[int]]:
+        return [e[key] + [fill] * (width - len(e["ids"])) for e in eps]
+
+    return Batch(
+        eps=eps, crit=crit, adv=adv,
+        ids=torch.tensor(padded("ids", pad)),
+        attn=torch.tensor([[1] * len(e["ids"]) + [0] * (width - len(e["ids"])) for e in eps]),
+        mask=torch.tensor(padded("mask", 0), dtype=torch.float32),
+        chunks=torch.tensor(padded("chunk", -1)),
+    )  # fmt: skip
+
+
 def _logprobs(model: Any, ids: Any, attn: Any) -> Any:
     import torch
 
@@ -200,8 +257,7 @@ def run_training(cfg: TrainConfig, resume: bool = True, echo: Any = print) -> li
     import torch
     from tqdm import tqdm
 
-    from rollcage.train.credit import policy_loss, token_returns
-    from rollcage.train.safety import alert_categories, decisive_chunk, group_advantages, has_critical
+    from rollcage.train.credit import policy_loss
     from rollcage.train.trl_env import default_alert_engine
 
     out = cfg.output_dir
@@ -229,25 +285,9 @@ def run_training(cfg: TrainConfig, resume: bool = True, echo: Any = print) -> li
     try:
         for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train", disable=None):
             t0 = time.monotonic()
-            model.eval()
-            eps, groups = [], []
-            for task, env in envs.items():
-                for _ in range(cfg.group_size):
-                    eps.append(_episode(cfg, model, tok, env, None))
-                    groups.append(task)
-            crit = [has_critical(e["alerts"]) for e in eps]
-            adv = group_advantages([e["reward"] for e in eps], groups, crit)
-            width = max(len(e["ids"]) for e in eps)
-            pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-            ids = torch.tensor([e["ids"] + [pad] * (width - len(e["ids"])) for e in eps])
-            attn = torch.tensor([[1] * len(e["ids"]) + [0] * (width - len(e["ids"])) for e in eps])
-            mask = torch.tensor([e["mask"] + [0] * (width - len(e["ids"])) for e in eps], dtype=torch.float32)
-            chunks = torch.tensor([e["chunk"] + [-1] * (width - len(e["ids"])) for e in eps])
-            if cfg.credit == "chunk":
-                decisive = [decisive_chunk(e["alerts"], e["chunk_steps"]) for e in eps]
-                returns = token_returns(chunks, adv, decisive, cfg.gamma)
-            else:
-                returns = torch.tensor(adv, dtype=torch.float32).unsqueeze(1) * (chunks >= 0)
+            batch = collect_batch(cfg, model, tok, envs)
+            eps, crit, ids, attn, mask, chunks = batch.eps, batch.crit, batch.ids, batch.attn, batch.mask, batch.chunks
+            returns = batch.returns(cfg.credit, cfg.gamma)
             t_upd = time.monotonic()
             model.train()
             with torch.no_grad():
